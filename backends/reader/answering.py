@@ -1,0 +1,304 @@
+"""The extractive answering layer: from what the OCR read in every view, answer or say where to look.
+
+Each view is an image of a region of the original image (the global view covers all of it; a crop
+covers its box). Text lines are mapped into normalized coordinates of the ORIGINAL image so that
+positions ("in the top left of the image") and already-seen regions are comparable across views.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .colours import PALETTE, dominant_colour, name_rgb
+from .ocr import OcrEngine, TextLine
+from .questions import Query
+
+#: Recognition confidence above which a line counts as read.
+READ_SCORE = 0.8
+#: A view whose scale (view px / original px) is at least this counts as full resolution.
+FULL_RES = 0.9
+
+Rect = tuple[float, float, float, float]
+
+
+@dataclass
+class ViewInput:
+    """An image the reader was shown and the region of the original image it covers (normalized)."""
+
+    image: Image.Image
+    region: Rect = (0.0, 0.0, 1.0, 1.0)
+    scale: float | None = None  # view px per original px; None when unknown (assume the view is the original)
+    order: int = 0
+
+
+@dataclass
+class Seen:
+    """A text line placed in the original image."""
+
+    line: TextLine
+    view: ViewInput
+    box: Rect  # normalized in the original image
+    _colour: str | None = field(default=None, repr=False)
+
+    @property
+    def readable(self) -> bool:
+        return self.line.score >= READ_SCORE and sum(ch.isalnum() for ch in self.line.text) >= 1
+
+    @property
+    def text(self) -> str:
+        return self.line.text
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
+
+    def colour(self) -> str:
+        if self._colour is None:
+            self._colour = dominant_colour(self.view.image, self.line.box)
+        return self._colour
+
+
+@dataclass
+class Outcome:
+    """Either an answer, or regions (normalized boxes) worth zooming into, best first."""
+
+    answer: str | None = None
+    zoom: list[Rect] = field(default_factory=list)
+
+
+def observe(views: list[ViewInput], ocr: OcrEngine) -> list[Seen]:
+    """OCR every view and place its lines in the original image."""
+    seen = []
+    for view in views:
+        rx1, ry1, rx2, ry2 = view.region
+        w, h = view.image.size
+        for line in ocr.read(view.image):
+            l, t, r, b = line.box
+            box = (rx1 + l / w * (rx2 - rx1), ry1 + t / h * (ry2 - ry1), rx1 + r / w * (rx2 - rx1), ry1 + b / h * (ry2 - ry1))
+            seen.append(Seen(line, view, box))
+    return seen
+
+
+def answer(query: Query, views: list[ViewInput], ocr: OcrEngine) -> Outcome:
+    """Answer `query` from `views`, or say which regions to zoom into."""
+    seen = observe(views, ocr)
+    if query.kind == "colour_object":
+        return _colour_object(query, views, seen)
+    if query.kind == "key_value":
+        return _after_anchor(query.key or "", views, seen, key_value=True)
+    if query.kind == "anchor":
+        return _after_anchor(query.anchor or "", views, seen, key_value=False)
+    return _generic(query, views, seen)
+
+
+# --- colour + object ---------------------------------------------------------------------------------------
+
+
+def _colour_object(query: Query, views: list[ViewInput], seen: list[Seen]) -> Outcome:
+    def placed(s: Seen) -> bool:
+        return query.position is None or _inside(s.centre, query.position)
+
+    matches = [s for s in seen if placed(s) and _has_letters(s.text) and s.colour() == query.colour]
+    readable = [s for s in matches if s.readable]
+    if readable:
+        # The same sign may be read in several views: trust the sharpest reading (largest text in px).
+        best = max(readable, key=lambda s: (s.line.height, s.line.score))
+        return Outcome(answer=best.text)
+    zoom = [_context_box(s.box) for s in matches]
+    zoom += [b for b in _colour_blobs(views, query.colour or "") if query.position is None or _inside(_centre(b), query.position)]
+    if query.position is not None:
+        zoom.append(query.position)
+    return Outcome(zoom=_unseen(zoom, views))
+
+
+def _colour_blobs(views: list[ViewInput], colour: str) -> list[Rect]:
+    """Sign-shaped regions of `colour` in the coarsest view, as zoom boxes (largest, most solid first)."""
+    if colour not in PALETTE:
+        return []
+    view = min(views, key=lambda v: _scale(v), default=None)
+    if view is None:
+        return []
+    small = view.image.copy()
+    small.thumbnail((512, 512))
+    arr = np.asarray(small.convert("RGB"))
+    mask = (_name_map(arr) == colour).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    rx1, ry1, rx2, ry2 = view.region
+    w, h = small.size
+    found = []
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if area < 4 or bw < 2 or area > 0.05 * w * h:
+            continue
+        fill = area / float(bw * bh)
+        aspect = bw / float(bh)
+        if fill < 0.55 or not 0.8 <= aspect <= 12:
+            continue
+        box = (rx1 + x / w * (rx2 - rx1), ry1 + y / h * (ry2 - ry1),
+               rx1 + (x + bw) / w * (rx2 - rx1), ry1 + (y + bh) / h * (ry2 - ry1))
+        found.append((fill * area, _context_box(box)))
+    found.sort(key=lambda t: -t[0])
+    return [b for _, b in found]
+
+
+def _name_map(arr: np.ndarray) -> np.ndarray:
+    """Colour name of every pixel, vectorised over a small palette of quantized colours."""
+    quant = (arr // 16).astype(np.int32)
+    keys = quant[..., 0] * 256 + quant[..., 1] * 16 + quant[..., 2]
+    uniq, inverse = np.unique(keys.ravel(), return_inverse=True)
+    names = np.array([name_rgb(((k // 256) * 16 + 8, ((k // 16) % 16) * 16 + 8, (k % 16) * 16 + 8)) for k in uniq])
+    return names[inverse].reshape(keys.shape)
+
+
+# --- key: value and anchored words -------------------------------------------------------------------------
+
+
+def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_value: bool) -> Outcome:
+    if not anchor:
+        return Outcome()
+    readable = sorted((s for s in seen if s.readable), key=lambda s: -s.line.height)
+    for s in readable:
+        found = _word_after(s.text, anchor, key_value)
+        if found is None:
+            continue
+        if found:
+            return Outcome(answer=found)
+        nxt = _line_to_the_right(s, readable) or (None if key_value else _line_below(s, readable))
+        if nxt is not None and nxt.text.split():
+            return Outcome(answer=nxt.text if key_value else _clean_word(nxt.text.split()[0]))
+    # Not read yet: zoom where a line partially matches the anchor, then where text is.
+    partial = [s for s in seen if _similarity(s.text, anchor) >= 0.5]
+    zoom = [_context_box(s.box, grow=2.0) for s in sorted(partial, key=lambda s: -_similarity(s.text, anchor))]
+    zoom += _text_regions(views, seen)
+    return Outcome(zoom=_unseen(zoom, views))
+
+
+def _word_after(text: str, anchor: str, key_value: bool) -> str | None:
+    """The word(s) after `anchor` in `text`: None if the anchor is absent, "" if it ends the line."""
+    if key_value:
+        m = re.search(rf"{_fuzzy(anchor)}\s*[:：]\s*(?P<rest>.*)$", text, re.I)
+        return None if m is None else m.group("rest").strip()
+    m = re.search(rf"(?<!\w){_fuzzy(anchor)}(?!\w)[\s,;:.]*(?P<rest>.*)$", text, re.I)
+    if m is None:
+        return None
+    words = m.group("rest").split()
+    return _clean_word(words[0]) if words else ""
+
+
+def _fuzzy(anchor: str) -> str:
+    # OCR often drops or merges spaces: let any run of spaces in the anchor match zero or more spaces.
+    return r"\s*".join(re.escape(part) for part in anchor.split())
+
+
+def _clean_word(word: str) -> str:
+    return word.strip(".,;:!?\"'()[]")
+
+
+def _line_to_the_right(s: Seen, lines: list[Seen]) -> Seen | None:
+    cy = s.centre[1]
+    row = [o for o in lines if o is not s and o.box[0] >= s.box[2] - 0.002 and o.box[1] <= cy <= o.box[3]]
+    return min(row, key=lambda o: o.box[0], default=None)
+
+
+def _line_below(s: Seen, lines: list[Seen]) -> Seen | None:
+    height = s.box[3] - s.box[1]
+    below = [o for o in lines if o is not s and 0 <= o.box[1] - s.box[3] <= 2.5 * height and o.box[0] < s.box[2]]
+    return min(below, key=lambda o: (o.box[1], o.box[0]), default=None)
+
+
+def _similarity(text: str, anchor: str) -> float:
+    """How well `anchor` matches some stretch of `text` (0..1), tolerant of OCR errors."""
+    t, a = text.lower(), anchor.lower()
+    if not t or not a:
+        return 0.0
+    if a in t:
+        return 1.0
+    matcher = difflib.SequenceMatcher(None, t, a, autojunk=False)
+    return sum(block.size for block in matcher.get_matching_blocks()) / len(a)
+
+
+def _text_regions(views: list[ViewInput], seen: list[Seen]) -> list[Rect]:
+    """Where text is: boxes around detected lines, densest first (used when nothing matched)."""
+    lines = [s for s in seen if _scale(s.view) < FULL_RES and s.line.height >= 2]
+    if not lines:
+        return []
+    cells: dict[tuple[int, int], float] = {}
+    for s in lines:
+        cx, cy = s.centre
+        key = (min(3, int(cx * 4)), min(3, int(cy * 4)))
+        cells[key] = cells.get(key, 0.0) + (s.box[2] - s.box[0])
+    ranked = sorted(cells.items(), key=lambda kv: -kv[1])
+    return [(c / 4, r / 4, (c + 1) / 4, (r + 1) / 4) for (c, r), _ in ranked]
+
+
+# --- anything else -----------------------------------------------------------------------------------------
+
+
+def _generic(query: Query, views: list[ViewInput], seen: list[Seen]) -> Outcome:
+    if not views:
+        return Outcome()
+    latest = max(views, key=lambda v: v.order)
+    lines = [s for s in seen if s.view is latest and s.readable and _has_letters(s.text)]
+    if query.position is not None:
+        lines = [s for s in lines if _inside(s.centre, query.position)]
+    if lines:
+        return Outcome(answer=max(lines, key=lambda s: s.line.height * s.line.score).text)
+    return Outcome(zoom=_unseen(_text_regions(views, seen), views))
+
+
+# --- helpers -----------------------------------------------------------------------------------------------
+
+
+def _has_letters(text: str) -> bool:
+    return sum(ch.isalnum() for ch in text) >= 2
+
+
+def _inside(point: tuple[float, float], rect: Rect) -> bool:
+    return rect[0] <= point[0] <= rect[2] and rect[1] <= point[1] <= rect[3]
+
+
+def _centre(rect: Rect) -> tuple[float, float]:
+    return ((rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2)
+
+
+def _scale(view: ViewInput) -> float:
+    if view.scale is not None:
+        return view.scale
+    return 1.0
+
+
+def _context_box(box: Rect, grow: float = 1.5, min_side: float = 0.06) -> Rect:
+    """A zoom box around `box`: grown by `grow` of its size on each side, at least `min_side` wide/tall."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    w2, h2 = max(w * (1 + 2 * grow), min_side), max(h * (1 + 2 * grow), min_side)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    nx1 = min(max(0.0, cx - w2 / 2), max(0.0, 1.0 - w2))
+    ny1 = min(max(0.0, cy - h2 / 2), max(0.0, 1.0 - h2))
+    return (round(nx1, 4), round(ny1, 4), round(min(1.0, nx1 + w2), 4), round(min(1.0, ny1 + h2), 4))
+
+
+def _unseen(boxes: list[Rect], views: list[ViewInput]) -> list[Rect]:
+    """Drop boxes already shown at full resolution, and near-duplicates, keeping order."""
+    sharp = [v.region for v in views if _scale(v) >= FULL_RES]
+    out: list[Rect] = []
+    for b in boxes:
+        if any(_covers(s, b) >= 0.9 for s in sharp):
+            continue
+        if any(_covers(o, b) >= 0.9 for o in out):
+            continue
+        out.append(b)
+    return out
+
+
+def _covers(outer: Rect, inner: Rect) -> float:
+    w = min(outer[2], inner[2]) - max(outer[0], inner[0])
+    h = min(outer[3], inner[3]) - max(outer[1], inner[1])
+    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
+    return max(0.0, w) * max(0.0, h) / area if area > 0 else 0.0

@@ -1,0 +1,132 @@
+"""`ReaderBackend`: the embedded offline reader behind the same `generate` call as any VLM.
+
+It reads every image in the conversation with PP-OCR at the pixels it was sent, answers the question
+forms of `questions.py` extractively, and, like a VLM given a `zoom` tool, asks for crops when the views
+it has do not answer the question. Without a zoom tool (or when it has nothing left to look at) it
+answers "unknown" rather than guess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from ..messages import ImagePart, Message, Reply, ToolCall, ToolSpec, Usage
+from .answering import ViewInput, answer
+from .ocr import OcrEngine, shared_engine
+from .questions import parse_question
+
+UNKNOWN = "unknown"
+
+# Captions the wrapper puts on views: "... region [x1, y1, x2, y2] of the WxH original image ...".
+_REGION = re.compile(
+    r"region\s*\[\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*\]"
+    r"(?:[^\[\]]*?of\s+the\s+(\d+)\s*x\s*(\d+)\s+original)?",
+    re.I,
+)
+# Named crops in a zoom tool's description: "top_left=[0, 0, 0.5, 0.5]".
+_NAMED = re.compile(r"([a-z0-9_]+)\s*=\s*\[\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*\]", re.I)
+
+
+class ReaderBackend:
+    """The offline reading model. `provider="reader"` (visual tokens counted as Qwen2.5-VL would)."""
+
+    provider = "reader"
+    supports_tool_images = True
+
+    def __init__(self, model: str = "pp-ocrv4", calls_per_turn: int = 1, engine: OcrEngine | None = None):
+        self.model = model
+        self.calls_per_turn = calls_per_turn
+        self._engine = engine
+
+    def __repr__(self) -> str:
+        return f"ReaderBackend(model={self.model!r})"
+
+    @property
+    def engine(self) -> OcrEngine:
+        if self._engine is None:
+            self._engine = shared_engine()
+        return self._engine
+
+    def generate(self, messages: list[Message], tools: list[ToolSpec] | None = None, **options: Any) -> Reply:
+        """Answer the last user question from every image in `messages`, or call `zoom`."""
+        question = _question(messages)
+        views = _views(messages)
+        outcome = answer(parse_question(question), views, self.engine)
+        usage = Usage(input_tokens=None, output_tokens=None, image_tokens=None)
+        if outcome.answer:
+            return Reply(text=outcome.answer, usage=usage, model=self.model)
+        zoom_tool = next((t for t in tools or [] if t.name == "zoom"), None)
+        if zoom_tool is not None and outcome.zoom:
+            calls = []
+            made = sum(len(m.tool_calls) for m in messages if m.role == "assistant")
+            for i, box in enumerate(outcome.zoom[: self.calls_per_turn]):
+                args = _zoom_arguments(zoom_tool, box)
+                if args is not None:
+                    calls.append(ToolCall(id=f"call_{made + i + 1}", name="zoom", arguments=args))
+            if calls:
+                return Reply(text="", tool_calls=calls, usage=usage, model=self.model)
+        return Reply(text=UNKNOWN, usage=usage, model=self.model)
+
+    async def agenerate(self, messages: list[Message], tools: list[ToolSpec] | None = None, **options: Any) -> Reply:
+        """`generate` in a worker thread (OCR is CPU-bound)."""
+        return await asyncio.to_thread(self.generate, messages, tools, **options)
+
+
+def _question(messages: list[Message]) -> str:
+    for message in reversed(messages):
+        if message.role == "user" and message.text.strip():
+            return message.text.strip().splitlines()[-1]
+    return ""
+
+
+def _views(messages: list[Message]) -> list[ViewInput]:
+    views = []
+    for message in messages:
+        for part in message.content:
+            if isinstance(part, ImagePart):
+                views.append(_view(part, len(views)))
+    return views
+
+
+def _view(part: ImagePart, order: int) -> ViewInput:
+    m = _REGION.search(part.label or "")
+    if not m:
+        return ViewInput(part.image, order=order)
+    x1, y1, x2, y2 = (float(m.group(i)) for i in range(1, 5))
+    scale = None
+    if m.group(5) and x2 > x1:
+        original_width = int(m.group(5))
+        scale = part.image.width / ((x2 - x1) * original_width)
+    return ViewInput(part.image, (x1, y1, x2, y2), scale=scale, order=order)
+
+
+def _zoom_arguments(tool: ToolSpec, box: tuple[float, float, float, float]) -> dict | None:
+    props = (tool.parameters or {}).get("properties", {})
+    if "box" in props:
+        return {"box": [round(v, 4) for v in box]}
+    if "crop" in props:
+        names = props["crop"].get("enum") or []
+        known = {m.group(1): tuple(float(m.group(i)) for i in range(2, 6)) for m in _NAMED.finditer(
+            tool.description + " " + str(props["crop"].get("description", "")))}
+        candidates = [(n, known[n]) for n in names if n in known]
+        if not candidates:
+            return None
+        # The smallest named crop that holds the box; failing that, the one holding most of it.
+        holding = [(n, r) for n, r in candidates if _coverage(r, box) >= 0.99]
+        pool = holding or candidates
+        name = min(pool, key=lambda nr: (-round(_coverage(nr[1], box), 2), _area(nr[1])))[0]
+        return {"crop": name}
+    return None
+
+
+def _coverage(outer, inner) -> float:
+    w = min(outer[2], inner[2]) - max(outer[0], inner[0])
+    h = min(outer[3], inner[3]) - max(outer[1], inner[1])
+    area = _area(inner)
+    return max(0.0, w) * max(0.0, h) / area if area > 0 else 0.0
+
+
+def _area(r) -> float:
+    return (r[2] - r[0]) * (r[3] - r[1])

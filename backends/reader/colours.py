@@ -1,0 +1,82 @@
+"""Colour names the reader understands, and the dominant colour around a piece of text."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+from PIL import Image
+
+#: Canonical RGB of each colour name (the synthetic scenes paint signs with these, plus jitter).
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (205, 30, 35),
+    "orange": (240, 130, 20),
+    "yellow": (245, 215, 30),
+    "green": (30, 140, 60),
+    "blue": (30, 80, 200),
+    "purple": (120, 50, 160),
+    "pink": (240, 110, 180),
+    "brown": (120, 70, 30),
+    "black": (20, 20, 20),
+    "white": (245, 245, 245),
+    "gray": (128, 128, 128),
+}
+
+ALIASES = {"grey": "gray", "violet": "purple", "magenta": "pink"}
+
+COLOUR_NAMES = tuple(PALETTE) + tuple(ALIASES)
+
+
+def canonical(name: str) -> str:
+    """The palette name for a colour word (`grey` -> `gray`)."""
+    name = name.lower()
+    return ALIASES.get(name, name)
+
+
+def name_rgb(rgb) -> str:
+    """Name an RGB colour by hue, saturation and value."""
+    r, g, b = (float(c) / 255.0 for c in rgb)
+    h, s, v = colorsys.rgb_to_hsv(r, g, b)
+    hue = h * 360
+    if v < 0.22:
+        return "black"
+    if s < 0.18:
+        return "white" if v > 0.82 else "gray"
+    if (hue < 45 or hue >= 340) and v < 0.6 and s > 0.4:
+        return "brown"
+    if hue >= 345 or hue < 12:
+        return "pink" if s < 0.6 and v > 0.75 else "red"
+    if hue < 42:
+        return "orange"
+    if hue < 70:
+        return "yellow"
+    if hue < 170:
+        return "green"
+    if hue < 255:
+        return "blue"
+    if hue < 295:
+        return "purple"
+    return "pink"
+
+
+def dominant_colour(image: Image.Image, box: tuple[float, float, float, float], grow: float = 0.25) -> str:
+    """The name of the most common colour in `box` (pixels) grown by `grow` of its height.
+
+    The text's background (the sign, tag or plate) covers more of that area than the glyph strokes do,
+    so the mode of the quantized colours is the background colour.
+    """
+    left, top, right, bottom = box
+    pad = (bottom - top) * grow
+    region = image.crop((
+        max(0, int(left - pad)), max(0, int(top - pad)),
+        min(image.width, int(right + pad) + 1), min(image.height, int(bottom + pad) + 1),
+    ))
+    arr = np.asarray(region.convert("RGB")).reshape(-1, 3)
+    if arr.size == 0:
+        return "unknown"
+    quant = (arr // 32).astype(np.int32)
+    keys = quant[:, 0] * 64 + quant[:, 1] * 8 + quant[:, 2]
+    counts = np.bincount(keys, minlength=512)
+    mode = int(np.argmax(counts))
+    mean = arr[keys == mode].mean(axis=0)
+    return name_rgb(mean)

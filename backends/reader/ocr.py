@@ -1,0 +1,190 @@
+"""PP-OCR (detector + recognizer) from the `rapidocr-onnxruntime` wheel, read at the pixels given.
+
+The reader must be resolution-sensitive like a VLM: it reads an image at exactly the size it was sent,
+so small text in a downscaled global view stays unreadable and becomes readable in a full-resolution
+crop. RapidOCR itself would shrink anything over 2000 px; we tile large images instead, so `full` really
+reads the full resolution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..base import require
+
+#: Tiles at most this many pixels per side (RapidOCR's own limit, above which it downsizes).
+TILE = 1800
+OVERLAP = 160
+
+
+@dataclass
+class TextLine:
+    """One detected text line in the pixel coordinates of the image it was read from.
+
+    `score` is the recognizer's confidence (0 when recognition produced nothing); a detected line with
+    a low score is text the reader can see but not read.
+    """
+
+    text: str
+    score: float
+    box: tuple[float, float, float, float]  # left, top, right, bottom in pixels
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+
+class OcrEngine:
+    """A thin, cached, thread-safe wrapper over RapidOCR's detector and recognizer."""
+
+    def __init__(self, cache_size: int = 64):
+        rapidocr = require("rapidocr_onnxruntime", "rapidocr-onnxruntime")
+        # Upright synthetic and document text: the angle classifier only costs time.
+        self._engine = rapidocr.RapidOCR(use_cls=False, print_verbose=False)
+        self._lock = threading.Lock()
+        self._cache: dict[str, list[TextLine]] = {}
+        self._cache_size = cache_size
+
+    def read(self, image: Image.Image) -> list[TextLine]:
+        """All text lines in `image` (RGB), read at its own resolution, top to bottom."""
+        key = _digest(image)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        lines = merge_rows(self._read_tiled(np.asarray(image.convert("RGB"))[:, :, ::-1].copy()))
+        with self._lock:
+            if len(self._cache) >= self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = lines
+        return lines
+
+    def detect(self, image: Image.Image) -> list[tuple[float, float, float, float]]:
+        """Text-line boxes (pixels) found by the detector alone: cheap, no recognition."""
+        bgr = np.asarray(image.convert("RGB"))[:, :, ::-1].copy()
+        h, w = bgr.shape[:2]
+        out = []
+        for y0 in _starts(h):
+            for x0 in _starts(w):
+                tile = bgr[y0 : y0 + TILE, x0 : x0 + TILE]
+                if min(tile.shape[:2]) < 8:
+                    continue
+                with self._lock:
+                    boxes, _ = self._engine.text_det(tile)
+                for quad in boxes if boxes is not None else []:
+                    xs, ys = quad[:, 0], quad[:, 1]
+                    out.append((float(xs.min()) + x0, float(ys.min()) + y0, float(xs.max()) + x0, float(ys.max()) + y0))
+        return out
+
+    def _read_tiled(self, bgr: np.ndarray) -> list[TextLine]:
+        h, w = bgr.shape[:2]
+        if max(h, w) <= TILE:
+            return self._read_tile(bgr, 0, 0)
+        lines: list[TextLine] = []
+        for y0 in _starts(h):
+            for x0 in _starts(w):
+                tile = bgr[y0 : y0 + TILE, x0 : x0 + TILE]
+                lines.extend(self._read_tile(tile, x0, y0))
+        return _dedupe(lines)
+
+    def _read_tile(self, bgr: np.ndarray, x0: int, y0: int) -> list[TextLine]:
+        if min(bgr.shape[:2]) < 8:
+            return []
+        engine = self._engine
+        with self._lock:  # onnxruntime sessions are thread-safe, RapidOCR's pre/post-processing state is not
+            boxes, _ = engine.text_det(bgr)
+            if boxes is None or len(boxes) == 0:
+                return []
+            boxes = engine.sorted_boxes(boxes)
+            crops = engine.get_crop_img_list(bgr, boxes)
+            rec, _ = engine.text_rec(crops, False)
+        out = []
+        for quad, res in zip(boxes, rec):
+            text, score = str(res[0]).strip(), float(res[1]) if res[0] else 0.0
+            xs, ys = quad[:, 0], quad[:, 1]
+            out.append(TextLine(text, score, (float(xs.min()) + x0, float(ys.min()) + y0,
+                                              float(xs.max()) + x0, float(ys.max()) + y0)))
+        return out
+
+
+def merge_rows(lines: list[TextLine], max_gap: float = 1.6) -> list[TextLine]:
+    """Join boxes that sit on one text row with a small gap into one line, reading order top to bottom.
+
+    The detector often splits a row at wide word gaps; questions like "the word after X" need the row.
+    """
+    rows: list[TextLine] = []
+    for line in sorted(lines, key=lambda t: (t.box[1], t.box[0])):
+        target = None
+        for row in rows:
+            h = min(row.height, line.height)
+            v_overlap = min(row.box[3], line.box[3]) - max(row.box[1], line.box[1])
+            gap = line.box[0] - row.box[2]
+            if h > 0 and v_overlap >= 0.6 * h and -0.5 * h <= gap <= max_gap * h and 0.6 < line.height / row.height < 1.6:
+                target = row
+                break
+        if target is None:
+            rows.append(TextLine(line.text, line.score, line.box))
+            continue
+        idx = rows.index(target)
+        rows[idx] = TextLine(
+            (target.text + " " + line.text).strip(),
+            min(target.score, line.score),
+            (target.box[0], min(target.box[1], line.box[1]), max(target.box[2], line.box[2]), max(target.box[3], line.box[3])),
+        )
+    rows.sort(key=lambda t: (round(t.box[1] / max(4.0, t.height)), t.box[0]))
+    return rows
+
+
+def _starts(n: int) -> list[int]:
+    if n <= TILE:
+        return [0]
+    step = TILE - OVERLAP
+    starts = list(range(0, n - TILE, step)) + [n - TILE]
+    return sorted(set(starts))
+
+
+def _dedupe(lines: list[TextLine]) -> list[TextLine]:
+    """Drop lines read twice in the overlap of two tiles (keep the longer, then more confident, read)."""
+    lines = sorted(lines, key=lambda t: (-len(t.text), -t.score))
+    kept: list[TextLine] = []
+    for line in lines:
+        if not any(_overlap(line.box, k.box) > 0.5 for k in kept):
+            kept.append(line)
+    return kept
+
+
+def _overlap(a, b) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return w * h / smaller if smaller > 0 else 0.0
+
+
+def _digest(image: Image.Image) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{image.size}{image.mode}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+_shared: OcrEngine | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_engine() -> OcrEngine:
+    """One process-wide engine: loading the ONNX sessions costs time and memory."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = OcrEngine()
+        return _shared

@@ -1,0 +1,21 @@
+"""cropper: make existing vision-language models see fine detail cheaply.
+
+A frozen VLM gets a low-resolution global view plus only the high-resolution crops the question needs,
+chosen by a cropper (`policy` strategy) or by the model itself through a `zoom` tool (`tool` strategy).
+"""
+
+from .answer import Answer
+from .croppers import Cropper, GridCropper, TextRegionCropper
+from .geometry import AWARES9, FULL, Box, crop_set, grid, multiscale
+from .images import ImageError, View, global_view, load_image, render
+from .strategies import STRATEGIES
+from .tokens import TokenModel, token_model_for, visual_tokens
+from .wrapper import ZoomWrapper, make_cropper
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AWARES9", "FULL", "STRATEGIES", "Answer", "Box", "Cropper", "GridCropper", "ImageError", "TextRegionCropper",
+    "TokenModel", "View", "ZoomWrapper", "crop_set", "global_view", "grid", "load_image", "make_cropper",
+    "multiscale", "render", "token_model_for", "visual_tokens", "__version__",
+]

@@ -1,0 +1,93 @@
+"""Sizing the global view and the crops so a question fits a visual-token budget.
+
+Crops are always cut from the original image; the plan only decides at what pixel size each view is
+sent. Under a budget, crops shrink first (they are already sharper than the global view), then the
+global view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from .geometry import Box
+from .images import View, global_view, render
+from .tokens import TokenModel
+
+#: Below this long side a crop shows too little to be worth sending.
+MIN_CROP_SIDE = 112
+MIN_GLOBAL_SIDE = 224
+
+
+@dataclass
+class Plan:
+    """The views to send and what they cost."""
+
+    global_view: View | None
+    crops: list[View]
+    tokens: int
+
+    @property
+    def views(self) -> list[View]:
+        return ([self.global_view] if self.global_view else []) + self.crops
+
+
+def view_tokens(view: View, token_model: TokenModel) -> int:
+    return token_model.count(view.image.width, view.image.height)
+
+
+def render_crop(image: Image.Image, box: Box, max_side: int | None = None) -> View:
+    """A crop at full resolution, capped at `max_side` on its long side."""
+    return render(image, box, max_side=max_side)
+
+
+def fit_crop(image: Image.Image, box: Box, token_model: TokenModel, budget: int | None, max_side: int | None = None) -> View | None:
+    """The largest rendering of `box` costing at most `budget` tokens (None: nothing fits)."""
+    view = render_crop(image, box, max_side)
+    if budget is None or view_tokens(view, token_model) <= budget:
+        return view
+    hi = max(view.image.size)
+    lo = MIN_CROP_SIDE
+    best = None
+    while lo <= hi:  # binary search on the long side: token counts are monotone in size
+        mid = (lo + hi) // 2
+        candidate = render_crop(image, box, mid)
+        if view_tokens(candidate, token_model) <= budget:
+            best, lo = candidate, mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def plan_views(
+    image: Image.Image,
+    boxes: list[Box],
+    token_model: TokenModel,
+    *,
+    global_side: int | None = 1024,
+    crop_side: int | None = None,
+    budget: int | None = None,
+) -> Plan:
+    """The global view (unless `global_side` is None) plus `boxes` as crops, within `budget` tokens."""
+    glob = global_view(image, global_side) if global_side else None
+    if budget is not None and glob is not None:
+        while view_tokens(glob, token_model) > budget and max(glob.size) > MIN_GLOBAL_SIDE:
+            glob = global_view(image, max(MIN_GLOBAL_SIDE, int(max(glob.size) * 0.8)))
+    spent = view_tokens(glob, token_model) if glob else 0
+    crops: list[View] = []
+    if boxes:
+        remaining = None if budget is None else budget - spent
+        # Share what is left equally at first; what a small crop does not use goes to the next ones.
+        for i, box in enumerate(boxes):
+            share = None if remaining is None else remaining // (len(boxes) - i)
+            if share is not None and share <= 0:
+                break
+            view = fit_crop(image, box, token_model, share, crop_side)
+            if view is None:
+                continue
+            crops.append(view)
+            if remaining is not None:
+                remaining -= view_tokens(view, token_model)
+    tokens = spent + sum(view_tokens(v, token_model) for v in crops)
+    return Plan(glob, crops, tokens)
