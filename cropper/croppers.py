@@ -65,8 +65,10 @@ class TextRegionCropper:
             self._engine = shared_engine()
         view = image.copy() if max(image.size) <= self.detect_side else image.resize(_fit(image.size, self.detect_side))
         w, h = view.size
-        raw = self._engine.detect(view)
-        blocks = _merge([(x1, y1, x2, y2) for x1, y1, x2, y2 in raw], gap=1.2)
+        # Text lines are wider than tall and small; the detector's other finds are clutter.
+        lines = [b for b in self._engine.detect(view)
+                 if (b[2] - b[0]) >= 1.3 * (b[3] - b[1]) and (b[3] - b[1]) <= 0.03 * h]
+        blocks = [b for b in _merge(lines, gap=1.2) if (b[2] - b[0]) * (b[3] - b[1]) <= 0.25 * w * h]
         if not blocks:
             return []
         wanted = re.findall(r"\b(" + "|".join(COLOUR_NAMES) + r")\b", question.lower())

@@ -75,7 +75,9 @@ def _clutter(draw: ImageDraw.ImageDraw, rng: random.Random, w: int, h: int, n: i
     for _ in range(n):
         x, y = rng.randrange(w), rng.randrange(h)
         r = rng.randrange(30, 260)
-        base = tuple(rng.randrange(70, 200) for _ in range(3))
+        # Desaturated, so clutter rarely looks like a sign's saturated paint.
+        grey = rng.randrange(90, 180)
+        base = tuple(int(grey + (rng.randrange(60, 210) - grey) * 0.4) for _ in range(3))
         shape = rng.random()
         if shape < 0.5:
             draw.ellipse([x, y, x + r, y + int(r * rng.uniform(0.4, 1.2))], fill=base)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .colours import PALETTE, dominant_colour, name_rgb
+from .colours import PALETTE, dominant_colour, name_pixels
 from .ocr import OcrEngine, TextLine
 from .questions import Query
 
@@ -70,6 +70,7 @@ class Outcome:
 
     answer: str | None = None
     zoom: list[Rect] = field(default_factory=list)
+    scan: bool = False  # True when the boxes are a search over where text is, not a located target
 
 
 def observe(views: list[ViewInput], ocr: OcrEngine) -> list[Seen]:
@@ -79,8 +80,9 @@ def observe(views: list[ViewInput], ocr: OcrEngine) -> list[Seen]:
         rx1, ry1, rx2, ry2 = view.region
         w, h = view.image.size
         for line in ocr.read(view.image):
-            l, t, r, b = line.box
-            box = (rx1 + l / w * (rx2 - rx1), ry1 + t / h * (ry2 - ry1), rx1 + r / w * (rx2 - rx1), ry1 + b / h * (ry2 - ry1))
+            left, top, right, bottom = line.box
+            box = (rx1 + left / w * (rx2 - rx1), ry1 + top / h * (ry2 - ry1),
+                   rx1 + right / w * (rx2 - rx1), ry1 + bottom / h * (ry2 - ry1))
             seen.append(Seen(line, view, box))
     return seen
 
@@ -118,42 +120,40 @@ def _colour_object(query: Query, views: list[ViewInput], seen: list[Seen]) -> Ou
 
 
 def _colour_blobs(views: list[ViewInput], colour: str) -> list[Rect]:
-    """Sign-shaped regions of `colour` in the coarsest view, as zoom boxes (largest, most solid first)."""
+    """Sign-shaped regions of `colour` in the coarsest view, as zoom boxes, most sign-like first.
+
+    A sign is a small solid rectangle, wider than tall, with text inside: even when the text is too
+    small to read, its strokes make the inside of a sign uneven, unlike a plain blob of clutter.
+    """
     if colour not in PALETTE:
         return []
     view = min(views, key=lambda v: _scale(v), default=None)
     if view is None:
         return []
     small = view.image.copy()
-    small.thumbnail((512, 512))
+    small.thumbnail((1024, 1024))
     arr = np.asarray(small.convert("RGB"))
-    mask = (_name_map(arr) == colour).astype(np.uint8)
+    gray = np.asarray(small.convert("L"), dtype=np.float32)
+    mask = (name_pixels(arr) == colour).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))  # text strokes punch holes
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     rx1, ry1, rx2, ry2 = view.region
     w, h = small.size
     found = []
     for i in range(1, n):
         x, y, bw, bh, area = stats[i]
-        if area < 4 or bw < 2 or area > 0.05 * w * h:
+        if area < 6 or bw < 3:
             continue
         fill = area / float(bw * bh)
         aspect = bw / float(bh)
-        if fill < 0.55 or not 0.8 <= aspect <= 12:
+        if fill < 0.6 or not 1.3 <= aspect <= 12 or bw > 0.08 * w or bh > 0.05 * h:
             continue
+        texture = float(gray[y : y + bh, x : x + bw].std())
         box = (rx1 + x / w * (rx2 - rx1), ry1 + y / h * (ry2 - ry1),
                rx1 + (x + bw) / w * (rx2 - rx1), ry1 + (y + bh) / h * (ry2 - ry1))
-        found.append((fill * area, _context_box(box)))
+        found.append((texture * fill, _context_box(box)))
     found.sort(key=lambda t: -t[0])
     return [b for _, b in found]
-
-
-def _name_map(arr: np.ndarray) -> np.ndarray:
-    """Colour name of every pixel, vectorised over a small palette of quantized colours."""
-    quant = (arr // 16).astype(np.int32)
-    keys = quant[..., 0] * 256 + quant[..., 1] * 16 + quant[..., 2]
-    uniq, inverse = np.unique(keys.ravel(), return_inverse=True)
-    names = np.array([name_rgb(((k // 256) * 16 + 8, ((k // 16) % 16) * 16 + 8, (k % 16) * 16 + 8)) for k in uniq])
-    return names[inverse].reshape(keys.shape)
 
 
 # --- key: value and anchored words -------------------------------------------------------------------------
@@ -172,11 +172,13 @@ def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_val
         nxt = _line_to_the_right(s, readable) or (None if key_value else _line_below(s, readable))
         if nxt is not None and nxt.text.split():
             return Outcome(answer=nxt.text if key_value else _clean_word(nxt.text.split()[0]))
-    # Not read yet: zoom where a line partially matches the anchor, then where text is.
-    partial = [s for s in seen if _similarity(s.text, anchor) >= 0.5]
-    zoom = [_context_box(s.box, grow=2.0) for s in sorted(partial, key=lambda s: -_similarity(s.text, anchor))]
-    zoom += _text_regions(views, seen)
-    return Outcome(zoom=_unseen(zoom, views))
+    # Not read yet: zoom where a blurry line partially matches the anchor, else search where text is.
+    blurry = [s for s in seen if _scale(s.view) < FULL_RES]
+    partial = sorted((s for s in blurry if _similarity(s.text, anchor) >= 0.7), key=lambda s: -_similarity(s.text, anchor))
+    zoom = _unseen([_context_box(s.box, grow=0.3, min_side=0.08) for s in partial], views)
+    if zoom:
+        return Outcome(zoom=zoom)
+    return Outcome(zoom=_unseen(_text_regions(views, seen), views), scan=True)
 
 
 def _word_after(text: str, anchor: str, key_value: bool) -> str | None:
@@ -184,7 +186,8 @@ def _word_after(text: str, anchor: str, key_value: bool) -> str | None:
     if key_value:
         m = re.search(rf"{_fuzzy(anchor)}\s*[:：]\s*(?P<rest>.*)$", text, re.I)
         return None if m is None else m.group("rest").strip()
-    m = re.search(rf"(?<!\w){_fuzzy(anchor)}(?!\w)[\s,;:.]*(?P<rest>.*)$", text, re.I)
+    # No word-boundary checks: the OCR sometimes runs neighbouring words together ("quillthunder").
+    m = re.search(rf"{_fuzzy(anchor)}[\s,;:.]*(?P<rest>.*)$", text, re.I)
     if m is None:
         return None
     words = m.group("rest").split()
@@ -213,28 +216,49 @@ def _line_below(s: Seen, lines: list[Seen]) -> Seen | None:
 
 
 def _similarity(text: str, anchor: str) -> float:
-    """How well `anchor` matches some stretch of `text` (0..1), tolerant of OCR errors."""
-    t, a = text.lower(), anchor.lower()
-    if not t or not a:
+    """How well `anchor` matches some run of as many words in `text` (0..1), tolerant of OCR errors."""
+    words, n = text.lower().split(), max(1, len(anchor.split()))
+    a = anchor.lower().replace(" ", "")
+    if not words or not a:
         return 0.0
-    if a in t:
-        return 1.0
-    matcher = difflib.SequenceMatcher(None, t, a, autojunk=False)
-    return sum(block.size for block in matcher.get_matching_blocks()) / len(a)
+    best = 0.0
+    for i in range(max(1, len(words) - n + 1)):
+        window = "".join(words[i : i + n])
+        best = max(best, difflib.SequenceMatcher(None, window, a, autojunk=False).ratio())
+    return best
 
 
 def _text_regions(views: list[ViewInput], seen: list[Seen]) -> list[Rect]:
-    """Where text is: boxes around detected lines, densest first (used when nothing matched)."""
-    lines = [s for s in seen if _scale(s.view) < FULL_RES and s.line.height >= 2]
-    if not lines:
+    """Where text seems to be in the coarsest view, as zoom boxes, most ink first.
+
+    Small text that cannot be read at low resolution still shows as grey texture on a page: find it
+    as "ink" that differs from the local background, join nearby ink into zones, and zoom there.
+    """
+    if not views:
         return []
-    cells: dict[tuple[int, int], float] = {}
-    for s in lines:
-        cx, cy = s.centre
-        key = (min(3, int(cx * 4)), min(3, int(cy * 4)))
-        cells[key] = cells.get(key, 0.0) + (s.box[2] - s.box[0])
-    ranked = sorted(cells.items(), key=lambda kv: -kv[1])
-    return [(c / 4, r / 4, (c + 1) / 4, (r + 1) / 4) for (c, r), _ in ranked]
+    view = min(views, key=_scale)
+    small = view.image.copy()
+    small.thumbnail((768, 768))
+    gray = np.asarray(small.convert("L"), dtype=np.int16)
+    h, w = gray.shape
+    background = cv2.medianBlur(gray.astype(np.uint8), 31).astype(np.int16)
+    ink = (np.abs(gray - background) > 24).astype(np.uint8)
+    # Join letters into lines and lines into blocks: about 2% of the view, a few text lines.
+    k = max(3, int(0.02 * max(w, h)))
+    joined = cv2.dilate(ink, np.ones((k, k), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    rx1, ry1, rx2, ry2 = view.region
+    zones = []
+    for i in range(1, n):
+        x, y, bw, bh, _ = stats[i]
+        amount = int(ink[y : y + bh, x : x + bw].sum())
+        if amount < 4 or bw * bh > 0.6 * w * h:
+            continue
+        box = (rx1 + x / w * (rx2 - rx1), ry1 + y / h * (ry2 - ry1),
+               rx1 + (x + bw) / w * (rx2 - rx1), ry1 + (y + bh) / h * (ry2 - ry1))
+        zones.append((amount, _context_box(box, grow=0.05, min_side=0.05)))
+    zones.sort(key=lambda z: -z[0])
+    return [z for _, z in zones]
 
 
 # --- anything else -----------------------------------------------------------------------------------------
@@ -249,7 +273,7 @@ def _generic(query: Query, views: list[ViewInput], seen: list[Seen]) -> Outcome:
         lines = [s for s in lines if _inside(s.centre, query.position)]
     if lines:
         return Outcome(answer=max(lines, key=lambda s: s.line.height * s.line.score).text)
-    return Outcome(zoom=_unseen(_text_regions(views, seen), views))
+    return Outcome(zoom=_unseen(_text_regions(views, seen), views), scan=True)
 
 
 # --- helpers -----------------------------------------------------------------------------------------------

@@ -35,9 +35,11 @@ class ReaderBackend:
     provider = "reader"
     supports_tool_images = True
 
-    def __init__(self, model: str = "pp-ocrv4", calls_per_turn: int = 1, engine: OcrEngine | None = None):
+    def __init__(self, model: str = "pp-ocrv4", calls_per_turn: int = 1, scan_calls_per_turn: int = 3,
+                 engine: OcrEngine | None = None):
         self.model = model
         self.calls_per_turn = calls_per_turn
+        self.scan_calls_per_turn = scan_calls_per_turn
         self._engine = engine
 
     def __repr__(self) -> str:
@@ -61,7 +63,9 @@ class ReaderBackend:
         if zoom_tool is not None and outcome.zoom:
             calls = []
             made = sum(len(m.tool_calls) for m in messages if m.role == "assistant")
-            for i, box in enumerate(outcome.zoom[: self.calls_per_turn]):
+            # A located target needs one look; a search over text zones asks for several at once.
+            limit = self.scan_calls_per_turn if outcome.scan else self.calls_per_turn
+            for i, box in enumerate(outcome.zoom[:limit]):
                 args = _zoom_arguments(zoom_tool, box)
                 if args is not None:
                     calls.append(ToolCall(id=f"call_{made + i + 1}", name="zoom", arguments=args))

@@ -59,11 +59,21 @@ def name_rgb(rgb) -> str:
     return "pink"
 
 
-def dominant_colour(image: Image.Image, box: tuple[float, float, float, float], grow: float = 0.25) -> str:
-    """The name of the most common colour in `box` (pixels) grown by `grow` of its height.
+def name_pixels(arr: np.ndarray) -> np.ndarray:
+    """The colour name of every pixel of an HxWx3 uint8 array (names computed once per quantized colour)."""
+    quant = (arr // 16).astype(np.int32)
+    keys = quant[..., 0] * 256 + quant[..., 1] * 16 + quant[..., 2]
+    uniq, inverse = np.unique(keys.ravel(), return_inverse=True)
+    names = np.array([name_rgb(((k // 256) * 16 + 8, ((k // 16) % 16) * 16 + 8, (k % 16) * 16 + 8)) for k in uniq])
+    return names[inverse].reshape(keys.shape)
+
+
+def dominant_colour(image: Image.Image, box: tuple[float, float, float, float], grow: float = 0.15) -> str:
+    """The most common colour name in `box` (pixels) grown by `grow` of its height.
 
     The text's background (the sign, tag or plate) covers more of that area than the glyph strokes do,
-    so the mode of the quantized colours is the background colour.
+    so the most common name is the background's. Voting on names (not on raw colour bins) keeps a
+    jittered paint from splitting its vote.
     """
     left, top, right, bottom = box
     pad = (bottom - top) * grow
@@ -71,12 +81,8 @@ def dominant_colour(image: Image.Image, box: tuple[float, float, float, float], 
         max(0, int(left - pad)), max(0, int(top - pad)),
         min(image.width, int(right + pad) + 1), min(image.height, int(bottom + pad) + 1),
     ))
-    arr = np.asarray(region.convert("RGB")).reshape(-1, 3)
+    arr = np.asarray(region.convert("RGB"))
     if arr.size == 0:
         return "unknown"
-    quant = (arr // 32).astype(np.int32)
-    keys = quant[:, 0] * 64 + quant[:, 1] * 8 + quant[:, 2]
-    counts = np.bincount(keys, minlength=512)
-    mode = int(np.argmax(counts))
-    mean = arr[keys == mode].mean(axis=0)
-    return name_rgb(mean)
+    names, counts = np.unique(name_pixels(arr), return_counts=True)
+    return str(names[int(np.argmax(counts))])

@@ -1,0 +1,134 @@
+"""The embedded reader on rendered images: resolution-sensitive, each question form, the zoom protocol."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from PIL import Image, ImageDraw
+
+from backends.messages import ImagePart, Message, TextPart
+from backends.reader import PALETTE, ReaderBackend, parse_question
+from backends.reader.colours import name_rgb
+from cropper.geometry import Box
+from cropper.images import global_view, render
+from cropper.scoring import exact_match
+from cropper.zoom_tool import crop_caption, global_caption, zoom_tool
+from training.scenes import font, form_scene, page_scene, sign_scene
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return ReaderBackend()
+
+
+def ask(reader, parts, question, tools=None):
+    return reader.generate([Message("user", [*parts, TextPart(question)])], tools=tools)
+
+
+def low_view(image):
+    view = global_view(image, 1024)
+    return ImagePart(view.image, label=global_caption(image.width, image.height, *view.size))
+
+
+def crop_view(image, box):
+    view = render(image, box)
+    return ImagePart(view.image, label=crop_caption(box, image.width, image.height, *view.size))
+
+
+def around(evidence, pad=0.03):
+    return Box.from_list(evidence).pad(absolute=pad)
+
+
+@pytest.mark.parametrize("name", sorted(PALETTE))
+def test_palette_colours_are_named_as_themselves(name):
+    assert name_rgb(PALETTE[name]) == name
+
+
+def test_question_forms_are_recognised():
+    q = parse_question("What is written on the green sign in the top right of the image?")
+    assert (q.kind, q.colour, q.object, q.position) == ("colour_object", "green", "sign", (0.5, 0.0, 1.0, 0.5))
+    assert parse_question("What does the grey plate say?").colour == "gray"
+    assert parse_question("What is the invoice number?").key == "invoice number"
+    q = parse_question('Which word follows "amber harbor" in the text?')
+    assert (q.kind, q.anchor) == ("anchor", "amber harbor")
+    assert parse_question('What word comes right after "quartz"?').anchor == "quartz"
+    assert parse_question("Describe the scene").kind == "generic"
+
+
+def test_sign_low_res_fails_and_the_right_crop_reads_it(reader):
+    image, items = sign_scene(random.Random(11))
+    item = items[0]
+    assert ask(reader, [low_view(image)], item["question"]).text == "unknown"
+    reply = ask(reader, [low_view(image), crop_view(image, around(item["evidence"][0]))], item["question"])
+    assert exact_match(reply.text, item["answers"])
+
+
+def test_sign_crop_of_the_wrong_place_does_not_answer(reader):
+    image, items = sign_scene(random.Random(11))
+    target = Box.from_list(items[0]["evidence"][0])
+    # The AwaRes quadrant farthest from the sign.
+    far = Box(0.5, 0.5, 1, 1) if target.center[0] < 0.5 and target.center[1] < 0.5 else Box(0, 0, 0.5, 0.5)
+    if far.coverage(target) > 0:
+        far = Box(0, 0.5, 0.5, 1) if target.center[1] < 0.5 else Box(0.5, 0, 1, 0.5)
+    reply = ask(reader, [low_view(image), crop_view(image, far)], items[0]["question"])
+    assert reply.text.replace(" ", "") != items[0]["answers"][0].replace(" ", "")
+
+
+def test_colour_question_with_position_picks_the_sign_in_that_quadrant(reader):
+    image = Image.new("RGB", (1600, 1200), (120, 125, 120))
+    draw = ImageDraw.Draw(image)
+    for (x, y), text in (((150, 150), "LEFT 11"), ((1150, 900), "RIGHT 22")):
+        draw.rectangle([x, y, x + 220, y + 60], fill=PALETTE["green"])
+        draw.text((x + 20, y + 12), text, font=font(30), fill=(250, 250, 250))
+    top_left = ask(reader, [ImagePart(image)], "What is written on the green sign in the top left of the image?")
+    bottom_right = ask(reader, [ImagePart(image)], "What does the green sign in the bottom right of the image say?")
+    assert top_left.text == "LEFT 11"
+    assert bottom_right.text == "RIGHT 22"
+
+
+def test_form_key_value(reader):
+    image, items = form_scene(random.Random(5))
+    for item in items:
+        reply = ask(reader, [low_view(image), crop_view(image, around(item["evidence"][0], 0.02))], item["question"])
+        assert exact_match(reply.text, item["answers"]), (reply.text, item)
+
+
+def test_anchor_next_word(reader):
+    image, items = page_scene(random.Random(2))
+    assert items
+    item = items[0]
+    assert ask(reader, [low_view(image)], item["question"]).text == "unknown"
+    reply = ask(reader, [low_view(image), crop_view(image, around(item["evidence"][0], 0.05))], item["question"])
+    assert reply.text == item["answers"][0]
+
+
+def test_generic_question_reads_the_most_prominent_line_of_the_latest_crop(reader):
+    image = Image.new("RGB", (1200, 800), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((100, 100), "small print here", font=font(24), fill="black")
+    draw.text((100, 400), "BIG TITLE", font=font(80), fill="black")
+    assert exact_match(ask(reader, [ImagePart(image)], "Describe this").text, "BIG TITLE")
+
+
+def test_reader_requests_a_zoom_where_the_sign_is_and_says_unknown_without_tools(reader):
+    image, items = sign_scene(random.Random(11))
+    item = items[0]
+    tool = zoom_tool({"top_left": Box(0, 0, 0.5, 0.5)}, allow_boxes=True)
+    reply = ask(reader, [low_view(image)], item["question"], tools=[tool])
+    assert reply.tool_calls and reply.tool_calls[0].name == "zoom"
+    box = Box.from_list(reply.tool_calls[0].arguments["box"])
+    assert box.coverage(Box.from_list(item["evidence"][0])) > 0.9
+    assert box.area < 0.05  # a targeted look, not the whole image
+    assert ask(reader, [low_view(image)], item["question"]).text == "unknown"
+
+
+def test_reader_maps_a_box_to_the_smallest_named_crop_when_only_names_are_offered(reader):
+    image, items = sign_scene(random.Random(11))
+    item = items[0]
+    crops = {"top_left": Box(0, 0, 0.5, 0.5), "top_right": Box(0.5, 0, 1, 0.5),
+             "bottom_left": Box(0, 0.5, 0.5, 1), "bottom_right": Box(0.5, 0.5, 1, 1), "top": Box(0, 0, 1, 0.5)}
+    reply = ask(reader, [low_view(image)], item["question"], tools=[zoom_tool(crops, allow_boxes=False)])
+    name = reply.tool_calls[0].arguments["crop"]
+    assert name in {"top_left", "top_right", "bottom_left", "bottom_right"}
+    assert crops[name].coverage(Box.from_list(item["evidence"][0])) > 0.99
