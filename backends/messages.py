@@ -9,7 +9,7 @@ transformers chat template or the embedded reader; nothing else in the project k
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from PIL import Image
 
@@ -40,7 +40,7 @@ class ImagePart:
         return f"ImagePart({self.image.width}x{self.image.height}, detail={self.detail!r}, label={self.label!r})"
 
 
-Part = Union[TextPart, ImagePart]
+Part = TextPart | ImagePart
 
 
 @dataclass

@@ -79,7 +79,7 @@ def format_table(rows: list[dict]) -> str:
     body = [(r["question"][:44], r["strategy"], r["answer"][:20], "yes" if r["correct"] else "no",
              str(r["visual_tokens"]), f"{r['latency_s']:.1f}") for r in rows]
     widths = [max(len(header[i]), *(len(b[i]) for b in body)) for i in range(len(header))]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [line.format(*header), line.format(*("-" * w for w in widths))]
     out += [line.format(*b) for b in body]
     return "\n".join(out)

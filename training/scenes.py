@@ -96,7 +96,7 @@ def sign_scene(rng: random.Random, easy: bool = False, n_signs: int | None = Non
     draw = ImageDraw.Draw(img)
     for y in range(0, h, 8):  # a cheap vertical gradient, like sky to ground
         t = y / h
-        draw.rectangle([0, y, w, y + 8], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
+        draw.rectangle([0, y, w, y + 8], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom, strict=True)))
     _clutter(draw, rng, w, h, rng.randint(120, 260))
     colours = rng.sample(SIGN_COLOURS, n_signs or rng.randint(3, 5))
     placed: list[tuple[int, int, int, int]] = []
@@ -105,9 +105,9 @@ def sign_scene(rng: random.Random, easy: bool = False, n_signs: int | None = Non
         size = rng.randint(60, 90) if easy and i == 0 else rng.randint(11, 17)
         text = code(rng)
         f = font(size)
-        l, t, r, b = draw.textbbox((0, 0), text, font=f)
+        left, t, r, b = draw.textbbox((0, 0), text, font=f)
         pad = max(4, size // 2)
-        bw, bh = r - l + 2 * pad, b - t + 2 * pad
+        bw, bh = r - left + 2 * pad, b - t + 2 * pad
         for _ in range(200):
             x, y = rng.randrange(40, w - bw - 40), rng.randrange(40, h - bh - 40)
             rect = (x - 30, y - 30, x + bw + 30, y + bh + 30)
@@ -117,7 +117,7 @@ def sign_scene(rng: random.Random, easy: bool = False, n_signs: int | None = Non
         obj = rng.choice(OBJECTS)
         fill = _jitter(PALETTE[colour], rng, 8)
         draw.rectangle([x, y, x + bw, y + bh], fill=fill, outline=_jitter(fill, rng, 30), width=max(1, size // 8))
-        draw.text((x + pad - l, y + pad - t), text, font=f, fill=_text_colour(colour))
+        draw.text((x + pad - left, y + pad - t), text, font=f, fill=_text_colour(colour))
         question = rng.choice(QUESTION_FORMS).format(colour=colour, object=obj)
         items.append({
             "question": question, "answers": [text], "kind": "sign", "easy": bool(easy and i == 0),
@@ -149,12 +149,12 @@ def form_scene(rng: random.Random, easy: bool = False) -> tuple[Image.Image, lis
         line = f"{key}: {value}"
         f = font(size)
         draw.text((x, y), line, font=f, fill=(25, 25, 25))
-        l, t, r, b = draw.textbbox((x, y), line, font=f)
-        draw.line([x, b + 6, x + (r - l) + 40, b + 6], fill=(170, 170, 170), width=1)
+        left, t, r, b = draw.textbbox((x, y), line, font=f)
+        draw.line([x, b + 6, x + (r - left) + 40, b + 6], fill=(170, 170, 170), width=1)
         items.append({
             "question": rng.choice(KEY_FORMS).format(key=key.lower() if rng.random() < 0.5 else key),
             "answers": [value], "kind": "form", "easy": bool(easy and i == 0),
-            "evidence": [[round(l / w, 5), round(t / h, 5), round(r / w, 5), round(b / h, 5)]],
+            "evidence": [[round(left / w, 5), round(t / h, 5), round(r / w, 5), round(b / h, 5)]],
         })
     return img, items[:1] if easy else rng.sample(items, min(3, len(items)))
 

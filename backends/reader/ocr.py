@@ -107,7 +107,7 @@ class OcrEngine:
             crops = engine.get_crop_img_list(bgr, boxes)
             rec, _ = engine.text_rec(crops, False)
         out = []
-        for quad, res in zip(boxes, rec):
+        for quad, res in zip(boxes, rec, strict=False):
             text, score = str(res[0]).strip(), float(res[1]) if res[0] else 0.0
             xs, ys = quad[:, 0], quad[:, 1]
             out.append(TextLine(text, score, (float(xs.min()) + x0, float(ys.min()) + y0,
