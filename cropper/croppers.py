@@ -58,7 +58,7 @@ class TextRegionCropper:
         return f"TextRegionCropper(k={self.k}, detect_side={self.detect_side})"
 
     def propose(self, image: Image.Image, question: str, k: int | None = None, budget: int | None = None) -> list[Box]:
-        from backends.reader.colours import COLOUR_NAMES, canonical, dominant_colour
+        from backends.reader.colours import COLOUR_NAMES, canonical, colour_fraction
         from backends.reader.ocr import shared_engine
 
         if self._engine is None:
@@ -75,8 +75,9 @@ class TextRegionCropper:
         colour = canonical(wanted[0]) if wanted else None
 
         def rank(b):
-            match = colour is not None and dominant_colour(view, b) == colour
-            return (not match, -((b[2] - b[0]) * (b[3] - b[1])))
+            # Downscaled text blends into its sign, so ask for a share of the colour, not a majority.
+            share = colour_fraction(view, b, colour) if colour is not None else 0.0
+            return (-min(share, 0.2), -((b[2] - b[0]) * (b[3] - b[1])))
 
         blocks.sort(key=rank)
         k = k if k is not None else self.k

@@ -86,3 +86,17 @@ def dominant_colour(image: Image.Image, box: tuple[float, float, float, float], 
         return "unknown"
     names, counts = np.unique(name_pixels(arr), return_counts=True)
     return str(names[int(np.argmax(counts))])
+
+
+def colour_fraction(image: Image.Image, box: tuple[float, float, float, float], name: str, grow: float = 0.15) -> float:
+    """The fraction of pixels in `box` (grown by `grow` of its height) whose colour is named `name`."""
+    left, top, right, bottom = box
+    pad = (bottom - top) * grow
+    region = image.crop((
+        max(0, int(left - pad)), max(0, int(top - pad)),
+        min(image.width, int(right + pad) + 1), min(image.height, int(bottom + pad) + 1),
+    ))
+    arr = np.asarray(region.convert("RGB"))
+    if arr.size == 0:
+        return 0.0
+    return float((name_pixels(arr) == canonical(name)).mean())
