@@ -21,6 +21,10 @@ class Box:
     y2: float
 
     def __post_init__(self) -> None:
+        for name in ("x1", "y1", "x2", "y2"):  # store floats even when built from ints
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         vals = (self.x1, self.y1, self.x2, self.y2)
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals):
             raise ValueError(f"box coordinates must be finite numbers, got {vals}")
@@ -179,9 +183,10 @@ def crop_set(name: str) -> dict[str, Box]:
         return dict(AWARES9)
     if key == "grid":
         try:
-            return grid(int(arg))
+            n = int(arg)
         except ValueError as exc:
             raise ValueError(f"crop set {name!r}: expected 'grid:N' with a whole number N") from exc
+        return grid(n)
     if key == "multiscale":
         try:
             levels = tuple(int(x) for x in arg.split(",")) if arg else (2, 3, 4)

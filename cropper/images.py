@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import os
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,19 +43,25 @@ def load_image(source, *, name: str | None = None, max_pixels: int | None = None
         _check_size(source.size, cap, label)
         return to_rgb(source)
     if isinstance(source, np.ndarray):
-        if source.ndim not in (2, 3):
-            raise ImageError(f"{label}: array of shape {source.shape} is not an image (expected HxW or HxWxC)")
+        if source.ndim == 3 and source.shape[2] == 1:
+            source = source[:, :, 0]
+        if source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (3, 4)):
+            raise ImageError(f"{label}: array of shape {source.shape} is not an image (expected HxW, HxWx1, HxWx3 or HxWx4)")
+        if source.dtype != np.uint8:
+            raise ImageError(f"{label}: array dtype {source.dtype} is not supported (expected uint8)")
         _check_size((source.shape[1], source.shape[0]), cap, label)
         return to_rgb(Image.fromarray(source))
     data = _read_bytes(source, label)
     if not data:
         raise ImageError(f"{label}: file is empty (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = _open_with_our_cap(data, cap)
     except UnidentifiedImageError as exc:
         raise ImageError(f"{label}: not an image file (PIL cannot identify the format)") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{label}: image exceeds the pixel cap ({exc})") from exc
+        raise ImageError(f"{label}: image exceeds the pixel cap of {cap:,} ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{label}: image header is truncated or corrupt ({exc})") from exc
     # Check the declared size before decoding a single pixel: a 40k x 40k PNG is a few KB on disk.
     _check_size(img.size, cap, label)
     try:
@@ -60,6 +69,23 @@ def load_image(source, *, name: str | None = None, max_pixels: int | None = None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{label}: image data is truncated or corrupt ({exc})") from exc
     return to_rgb(img)
+
+
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def _open_with_our_cap(data: bytes, cap: int) -> Image.Image:
+    """`Image.open` with Pillow's own bomb limit lifted to our cap (we check the size ourselves)."""
+    with _PIL_LIMIT_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        # Pillow refuses at 2x its limit and warns above it; our cap is the one that applies.
+        Image.MAX_IMAGE_PIXELS = max(previous or 0, cap)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                return Image.open(io.BytesIO(data))
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _read_bytes(source, label: str) -> bytes:
@@ -102,12 +128,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
         pass
     if img.mode == "RGB":
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit/32-bit greyscale: scale the real range into 0..255 instead of clipping to white.
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # Deep greyscale: scale by the format's range (not clipped to white by PIL's convert("L")).
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        return Image.fromarray(arr.astype(np.uint8), "L").convert("RGB")
+        hi = float(arr.max()) if arr.size else 0.0
+        if img.mode.startswith("I;16") or 255 < hi <= 65535:
+            arr = arr / 257.0
+        elif hi > 65535:
+            lo = float(arr.min())
+            arr = (arr - lo) / (hi - lo) * 255.0
+        return Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "L").convert("RGB")
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -143,7 +173,12 @@ def fit_size(width: int, height: int, max_side: int | None = None, max_pixels: i
         scale = min(scale, max_side / max(width, height))
     if max_pixels:
         scale = min(scale, (max_pixels / (width * height)) ** 0.5)
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    if scale >= 1.0:
+        return width, height
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    if max_pixels and w * h > max_pixels:  # rounding up must not break the pixel cap
+        w, h = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+    return w, h
 
 
 def render(image: Image.Image, box: Box = FULL, max_side: int | None = None, max_pixels: int | None = None) -> View:
