@@ -11,12 +11,15 @@ untouched. The `Answer` of the last call is on `wrapper.last_answer` and on `res
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from backends.base import BackendError
 from backends.messages import ImagePart, Message
 
 from .images import load_image
+
+logger = logging.getLogger("cropper")
 
 
 def client_kind(target: Any) -> str | None:
@@ -42,14 +45,17 @@ def backend_for(wrapper: Any, model: str) -> Any:
     """A backend over the user's own client for `model` (cached per model)."""
     cache = wrapper.__dict__.setdefault("_dropin_backends", {})
     if model not in cache:
+        # Honour the retry count the user set on their own client.
+        retries = getattr(wrapper.client, "max_retries", None)
+        extra = {"max_retries": retries} if isinstance(retries, int) else {}
         if wrapper._client_kind.startswith("openai"):
             from backends.openai_api import OpenAIBackend
 
-            cache[model] = OpenAIBackend(model=model, client=wrapper.client)
+            cache[model] = OpenAIBackend(model=model, client=wrapper.client, **extra)
         else:
             from backends.anthropic_api import AnthropicBackend
 
-            cache[model] = AnthropicBackend(model=model, client=wrapper.client)
+            cache[model] = AnthropicBackend(model=model, client=wrapper.client, **extra)
     return cache[model]
 
 
@@ -62,6 +68,34 @@ class _Forward:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target, name)
+
+
+def _plain(value: Any) -> Any:
+    """SDK objects (a previous response's message or content blocks) as plain dicts, recursively.
+
+    Both SDKs accept their own response objects in `messages` (`messages.append(resp.choices[0].message)`),
+    so the wrapper must too.
+    """
+    if hasattr(value, "model_dump"):
+        return value.model_dump(exclude_none=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _neutral(convert, messages, **kwargs) -> list[Message] | None:
+    """The neutral form of the caller's messages, or None to pass the request through unchanged.
+
+    A remote image URL is never fetched here (no network side effects in a wrapper): such a request goes
+    to the provider as it was.
+    """
+    try:
+        return convert(_plain(list(messages)), **kwargs)
+    except ValueError as exc:
+        logger.info("cropper: passing the request through unzoomed: %s", exc)
+        return None
 
 
 def _find_image(messages: list[Message]) -> tuple[int, int] | None:
@@ -134,7 +168,10 @@ class _OpenAICompletions(_Forward):
         from backends.openai_wire import from_openai_messages
 
         wrapper = self._wrapper
-        split = None if kwargs.get("stream") or wrapper.strategy == "full" else _split(from_openai_messages(list(messages)))
+        split = None
+        if not kwargs.get("stream") and wrapper.strategy != "full":
+            neutral = _neutral(from_openai_messages, messages)
+            split = _split(neutral) if neutral is not None else None
         if split is None:
             return self._target.create(messages=messages, model=model, **kwargs)
         backend = backend_for(wrapper, model)
@@ -165,7 +202,8 @@ class _AnthropicMessages(_Forward):
         wrapper = self._wrapper
         split = None
         if not kwargs.get("stream") and wrapper.strategy != "full":
-            split = _split(from_anthropic_messages(list(messages), system=kwargs.get("system")))
+            neutral = _neutral(from_anthropic_messages, messages, system=_plain(kwargs.get("system")))
+            split = _split(neutral) if neutral is not None else None
         if split is None:
             return self._target.create(messages=messages, model=model, **kwargs)
         kwargs.pop("system", None)  # now part of the neutral prefix
