@@ -22,7 +22,7 @@ from .croppers import Cropper, GridCropper, TextRegionCropper
 from .geometry import crop_set
 from .images import load_image
 from .strategies import STRATEGIES, StrategyConfig, run_strategy
-from .tokens import TokenModel, token_model_for
+from .tokens import QwenVLModel, TokenModel, token_model_for
 
 
 class ZoomWrapper:
@@ -148,7 +148,14 @@ class ZoomWrapper:
     def token_model_for(self, backend: Backend) -> TokenModel:
         if self._token_model is not None:
             return self._token_model
-        return token_model_for(getattr(backend, "provider", "openai"), getattr(backend, "model", None))
+        provider = getattr(backend, "provider", "openai")
+        lo, hi = getattr(backend, "min_pixels", None), getattr(backend, "max_pixels", None)
+        if provider in ("qwen2.5-vl", "qwen2-vl", "qwen3-vl") and (lo or hi):
+            # A local Qwen run with its own pixel bounds: count with the bounds it really uses.
+            base = QwenVLModel.qwen3() if provider == "qwen3-vl" else QwenVLModel.qwen25()
+            factory = QwenVLModel.qwen3 if provider == "qwen3-vl" else QwenVLModel.qwen25
+            return factory(min_pixels=lo or base.min_pixels, max_pixels=hi or base.max_pixels)
+        return token_model_for(provider, getattr(backend, "model", None))
 
 
 def make_cropper(spec: Cropper | str | None) -> Cropper:
