@@ -73,13 +73,13 @@ class Outcome:
     scan: bool = False  # True when the boxes are a search over where text is, not a located target
 
 
-def observe(views: list[ViewInput], ocr: OcrEngine) -> list[Seen]:
+def observe(views: list[ViewInput], ocr: OcrEngine, scope: str = "") -> list[Seen]:
     """OCR every view and place its lines in the original image."""
     seen = []
     for view in views:
         rx1, ry1, rx2, ry2 = view.region
         w, h = view.image.size
-        for line in ocr.read(view.image):
+        for line in ocr.read(view.image, scope):
             left, top, right, bottom = line.box
             box = (rx1 + left / w * (rx2 - rx1), ry1 + top / h * (ry2 - ry1),
                    rx1 + right / w * (rx2 - rx1), ry1 + bottom / h * (ry2 - ry1))
@@ -87,9 +87,9 @@ def observe(views: list[ViewInput], ocr: OcrEngine) -> list[Seen]:
     return seen
 
 
-def answer(query: Query, views: list[ViewInput], ocr: OcrEngine) -> Outcome:
-    """Answer `query` from `views`, or say which regions to zoom into."""
-    seen = observe(views, ocr)
+def answer(query: Query, views: list[ViewInput], ocr: OcrEngine, scope: str = "") -> Outcome:
+    """Answer `query` from `views`, or say which regions to zoom into (`scope`: the OCR cache's scope)."""
+    seen = observe(views, ocr, scope)
     if query.kind == "colour_object":
         return _colour_object(query, views, seen)
     if query.kind == "key_value":

@@ -55,7 +55,7 @@ class ReaderBackend:
         """Answer the last user question from every image in `messages`, or call `zoom`."""
         question = _question(messages)
         views = _views(messages)
-        outcome = answer(parse_question(question), views, self.engine)
+        outcome = answer(parse_question(question), views, self.engine, scope=_conversation_key(messages))
         usage = Usage(input_tokens=None, output_tokens=None, image_tokens=None)
         if outcome.answer:
             return Reply(text=outcome.answer, usage=usage, model=self.model)
@@ -76,6 +76,19 @@ class ReaderBackend:
     async def agenerate(self, messages: list[Message], tools: list[ToolSpec] | None = None, **options: Any) -> Reply:
         """`generate` in a worker thread (OCR is CPU-bound)."""
         return await asyncio.to_thread(self.generate, messages, tools, **options)
+
+
+def _conversation_key(messages: list[Message]) -> str:
+    """Identifies one conversation across its tool rounds: its first user message, text and image ids.
+
+    The wrapper keeps the same image objects for every round of a conversation, so their ids are stable
+    within it; a new question (or strategy) builds new views and gets a fresh cache scope.
+    """
+    first = next((m for m in messages if m.role == "user"), None)
+    if first is None:
+        return ""
+    ids = ",".join(str(id(p.image)) for p in first.content if isinstance(p, ImagePart))
+    return f"{first.text}|{ids}"
 
 
 def _question(messages: list[Message]) -> str:

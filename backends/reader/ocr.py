@@ -54,9 +54,13 @@ class OcrEngine:
         self._cache: dict[str, list[TextLine]] = {}
         self._cache_size = cache_size
 
-    def read(self, image: Image.Image) -> list[TextLine]:
-        """All text lines in `image` (RGB), read at its own resolution, top to bottom."""
-        key = _digest(image)
+    def read(self, image: Image.Image, scope: str = "") -> list[TextLine]:
+        """All text lines in `image` (RGB), read at its own resolution, top to bottom.
+
+        Results are cached per `scope` (the reader passes one conversation's key), so rounds of one tool
+        conversation reuse what was read while a new question pays for its reading again, as a VLM would.
+        """
+        key = scope + ":" + _digest(image)
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
