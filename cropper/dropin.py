@@ -157,66 +157,59 @@ def _unwrap(exc: BackendError) -> BaseException:
     return exc.__cause__ if exc.__cause__ is not None else exc
 
 
-class _OpenAICompletions(_Forward):
-    def __init__(self, wrapper: Any, is_async: bool):
-        super().__init__(wrapper.client.chat.completions)
+class _Intercept(_Forward):
+    """The intercepted `create`: zoom when the request has an image, else forward it untouched."""
+
+    def __init__(self, target: Any, wrapper: Any, is_async: bool):
+        super().__init__(target)
         self._wrapper = wrapper
         self._is_async = is_async
 
+    def _to_neutral(self, messages, kwargs) -> list[Message] | None:
+        raise NotImplementedError
+
     def create(self, *, messages, model, **kwargs):
-        """`chat.completions.create`, with the images of the last user message zoomed."""
+        """The SDK's create, with the last image of the last user message zoomed."""
+        wrapper = self._wrapper
+        split = None
+        if not kwargs.get("stream") and wrapper.strategy != "full":
+            neutral = self._to_neutral(messages, kwargs)
+            split = _split(neutral) if neutral is not None else None
+        if split is None:
+            return self._target.create(messages=messages, model=model, **kwargs)
+        kwargs.pop("system", None)  # Anthropic's system prompt is now part of the neutral prefix
+        backend = backend_for(wrapper, model)
+        try:
+            result = _run(wrapper, backend, *split, kwargs, self._is_async)
+        except BackendError as exc:
+            raise _unwrap(exc) from None
+        if not self._is_async:
+            return _finish(result)
+
+        async def finish():
+            try:
+                return _finish(await result)
+            except BackendError as exc:
+                raise _unwrap(exc) from None
+
+        return finish()
+
+
+class _OpenAICompletions(_Intercept):
+    def __init__(self, wrapper: Any, is_async: bool):
+        super().__init__(wrapper.client.chat.completions, wrapper, is_async)
+
+    def _to_neutral(self, messages, kwargs):
         from backends.openai_wire import from_openai_messages
 
-        wrapper = self._wrapper
-        split = None
-        if not kwargs.get("stream") and wrapper.strategy != "full":
-            neutral = _neutral(from_openai_messages, messages)
-            split = _split(neutral) if neutral is not None else None
-        if split is None:
-            return self._target.create(messages=messages, model=model, **kwargs)
-        backend = backend_for(wrapper, model)
-        try:
-            result = _run(wrapper, backend, *split, kwargs, self._is_async)
-        except BackendError as exc:
-            raise _unwrap(exc) from None
-        if self._is_async:
-            async def finish():
-                try:
-                    return _finish(await result)
-                except BackendError as exc:
-                    raise _unwrap(exc) from None
-            return finish()
-        return _finish(result)
+        return _neutral(from_openai_messages, messages)
 
 
-class _AnthropicMessages(_Forward):
+class _AnthropicMessages(_Intercept):
     def __init__(self, wrapper: Any, is_async: bool):
-        super().__init__(wrapper.client.messages)
-        self._wrapper = wrapper
-        self._is_async = is_async
+        super().__init__(wrapper.client.messages, wrapper, is_async)
 
-    def create(self, *, messages, model, **kwargs):
-        """`messages.create`, with the images of the last user message zoomed."""
+    def _to_neutral(self, messages, kwargs):
         from backends.anthropic_wire import from_anthropic_messages
 
-        wrapper = self._wrapper
-        split = None
-        if not kwargs.get("stream") and wrapper.strategy != "full":
-            neutral = _neutral(from_anthropic_messages, messages, system=_plain(kwargs.get("system")))
-            split = _split(neutral) if neutral is not None else None
-        if split is None:
-            return self._target.create(messages=messages, model=model, **kwargs)
-        kwargs.pop("system", None)  # now part of the neutral prefix
-        backend = backend_for(wrapper, model)
-        try:
-            result = _run(wrapper, backend, *split, kwargs, self._is_async)
-        except BackendError as exc:
-            raise _unwrap(exc) from None
-        if self._is_async:
-            async def finish():
-                try:
-                    return _finish(await result)
-                except BackendError as exc:
-                    raise _unwrap(exc) from None
-            return finish()
-        return _finish(result)
+        return _neutral(from_anthropic_messages, messages, system=_plain(kwargs.get("system")))

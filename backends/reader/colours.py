@@ -75,13 +75,7 @@ def dominant_colour(image: Image.Image, box: tuple[float, float, float, float], 
     so the most common name is the background's. Voting on names (not on raw colour bins) keeps a
     jittered paint from splitting its vote.
     """
-    left, top, right, bottom = box
-    pad = (bottom - top) * grow
-    region = image.crop((
-        max(0, int(left - pad)), max(0, int(top - pad)),
-        min(image.width, int(right + pad) + 1), min(image.height, int(bottom + pad) + 1),
-    ))
-    arr = np.asarray(region.convert("RGB"))
+    arr = _region(image, box, grow)
     if arr.size == 0:
         return "unknown"
     names, counts = np.unique(name_pixels(arr), return_counts=True)
@@ -90,13 +84,18 @@ def dominant_colour(image: Image.Image, box: tuple[float, float, float, float], 
 
 def colour_fraction(image: Image.Image, box: tuple[float, float, float, float], name: str, grow: float = 0.15) -> float:
     """The fraction of pixels in `box` (grown by `grow` of its height) whose colour is named `name`."""
+    arr = _region(image, box, grow)
+    if arr.size == 0:
+        return 0.0
+    return float((name_pixels(arr) == canonical(name)).mean())
+
+
+def _region(image: Image.Image, box: tuple[float, float, float, float], grow: float) -> np.ndarray:
+    """The pixels of `box` grown by `grow` of its height on each side, clipped to the image."""
     left, top, right, bottom = box
     pad = (bottom - top) * grow
     region = image.crop((
         max(0, int(left - pad)), max(0, int(top - pad)),
         min(image.width, int(right + pad) + 1), min(image.height, int(bottom + pad) + 1),
     ))
-    arr = np.asarray(region.convert("RGB"))
-    if arr.size == 0:
-        return 0.0
-    return float((name_pixels(arr) == canonical(name)).mean())
+    return np.asarray(region.convert("RGB"))
