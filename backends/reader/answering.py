@@ -15,12 +15,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .colours import PALETTE, dominant_colour, name_pixels
+from .colours import PALETTE, colour_fraction, dominant_colour, name_pixels
 from .ocr import OcrEngine, TextLine
 from .questions import Query
 
 #: Recognition confidence above which a line counts as read.
 READ_SCORE = 0.8
+#: Share of a line's surroundings in one colour above which the line counts as on a sign of that colour.
+SIGN_SHARE = 0.3
 #: A view whose scale (view px / original px) is at least this counts as full resolution.
 FULL_RES = 0.9
 
@@ -45,6 +47,7 @@ class Seen:
     view: ViewInput
     box: Rect  # normalized in the original image
     _colour: str | None = field(default=None, repr=False)
+    _shares: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def readable(self) -> bool:
@@ -59,9 +62,20 @@ class Seen:
         return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
 
     def colour(self) -> str:
+        """The most common colour name around the line."""
         if self._colour is None:
             self._colour = dominant_colour(self.view.image, self.line.box)
         return self._colour
+
+    def has_colour(self, name: str) -> bool:
+        """Whether the line sits on `name`: the dominant colour, or a large share of the area around it.
+
+        The detector's box is sometimes looser than the sign, taking in the background, so a sign's colour
+        need not be the majority of that box.
+        """
+        if name not in self._shares:
+            self._shares[name] = colour_fraction(self.view.image, self.line.box, name)
+        return self.colour() == name or self._shares[name] >= SIGN_SHARE
 
 
 @dataclass
@@ -106,7 +120,7 @@ def _colour_object(query: Query, views: list[ViewInput], seen: list[Seen]) -> Ou
     def placed(s: Seen) -> bool:
         return query.position is None or _inside(s.centre, query.position)
 
-    matches = [s for s in seen if placed(s) and _has_letters(s.text) and s.colour() == query.colour]
+    matches = [s for s in seen if placed(s) and _has_letters(s.text) and s.has_colour(query.colour or "")]
     readable = [s for s in matches if s.readable]
     if readable:
         # The same sign may be read in several views: trust the sharpest reading (largest text in px).
