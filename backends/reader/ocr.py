@@ -109,14 +109,53 @@ class OcrEngine:
                 return []
             boxes = engine.sorted_boxes(boxes)
             crops = engine.get_crop_img_list(bgr, boxes)
-            rec, _ = engine.text_rec(crops, False)
+            # The recognizer drops the spaces of long English lines: recognise long lines word by word.
+            pieces = [split_words(c) for c in crops]
+            flat = [p for ps in pieces for p in ps]
+            rec_flat, _ = engine.text_rec(flat, False) if flat else ([], None)
+        rec, i = [], 0
+        for ps in pieces:
+            parts = rec_flat[i : i + len(ps)]
+            i += len(ps)
+            texts = [str(r[0]).strip() for r in parts if str(r[0]).strip()]
+            scores = [float(r[1]) for r in parts if str(r[0]).strip()]
+            rec.append((" ".join(texts), min(scores) if scores else 0.0))
         out = []
         for quad, res in zip(boxes, rec, strict=False):
-            text, score = str(res[0]).strip(), float(res[1]) if res[0] else 0.0
+            text, score = res[0], res[1] if res[0] else 0.0
             xs, ys = quad[:, 0], quad[:, 1]
             out.append(TextLine(text, score, (float(xs.min()) + x0, float(ys.min()) + y0,
                                               float(xs.max()) + x0, float(ys.max()) + y0)))
         return out
+
+
+def split_words(crop: np.ndarray, min_gap: float = 0.4, min_ratio: float = 6.0) -> list[np.ndarray]:
+    """Cut a long text-line image at blank columns at least `min_gap` line heights wide.
+
+    Lines shorter than `min_ratio` heights are kept whole (nothing to gain, and codes like "B7-4421"
+    must not be cut at narrow gaps).
+    """
+    h, w = crop.shape[:2]
+    if h == 0 or w < min_ratio * h:
+        return [crop]
+    gray = crop.mean(axis=2) if crop.ndim == 3 else crop.astype(np.float64)
+    # Ink = pixels far from the line's typical (background) level.
+    background = np.median(gray)
+    ink = np.abs(gray - background) > 60
+    blank = ~ink.any(axis=0)
+    cuts, start, gap = [], None, max(2, int(min_gap * h))
+    for x in range(w):
+        if blank[x] and start is None:
+            start = x
+        elif not blank[x] and start is not None:
+            if x - start >= gap and start > 0:
+                cuts.append((start + x) // 2)
+            start = None
+    if not cuts:
+        return [crop]
+    edges = [0, *cuts, w]
+    pad = max(1, h // 4)
+    return [crop[:, max(0, a - pad) : min(w, b + pad)] for a, b in zip(edges[:-1], edges[1:], strict=True) if b - a > 2]
 
 
 def merge_rows(lines: list[TextLine], max_gap: float = 1.6) -> list[TextLine]:
