@@ -1,0 +1,151 @@
+"""GRPO for the crop policy: sample crop choices, ask the frozen target, reward, group-normalize, update.
+
+For each item the policy samples `group_size` choices: first the gate (crop or not), then one candidate
+crop. The frozen target backend answers the global view plus that crop (answers cached by (item, choice),
+so a repeated choice costs nothing), `training.rewards.total_reward` scores it, advantages are
+normalized within the group, and the update is PPO-style: clipped probability ratio plus a KL penalty to
+the frozen SFT reference policy (k3 estimator, as in DeepSeekMath's GRPO).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .examples import Example
+from .rewards import CostWeights, CropCompletion, answer_reward, total_reward
+from .sft import ImageStore, _bar
+
+NO_CROP = -1
+
+#: rollout(example, candidate index or NO_CROP) -> what the target answered and what the crop cost.
+Rollout = Callable[[Example, int], CropCompletion]
+
+
+@dataclass
+class GRPOConfig:
+    """Settings of `train_grpo`."""
+
+    steps: int = 40
+    batch_size: int = 8
+    group_size: int = 4
+    inner_steps: int = 2  # updates per batch of rollouts (the clipped ratio matters from the second on)
+    lr: float = 2e-4
+    clip: float = 0.2
+    kl: float = 0.05
+    temperature: float = 1.0
+    weights: CostWeights = field(default_factory=CostWeights)
+    seed: int = 0
+
+
+def log_probs(out, choices: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log pi(choice) per row: log p(gate=0) for NO_CROP, else log p(gate=1) + log p(crop | gate=1)."""
+    log_yes = torch.nn.functional.logsigmoid(out.gate_logit)
+    log_no = torch.nn.functional.logsigmoid(-out.gate_logit)
+    log_crop = torch.log_softmax(out.crop_logits / temperature, dim=-1)
+    safe = choices.clamp(min=0)
+    picked = log_crop.gather(1, safe[:, None])[:, 0]
+    return torch.where(choices == NO_CROP, log_no, log_yes + picked)
+
+
+@torch.no_grad()
+def sample_choices(out, group_size: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
+    """[B, G] sampled choices (candidate index or NO_CROP)."""
+    gate = torch.sigmoid(out.gate_logit)[:, None].expand(-1, group_size)
+    crop_now = torch.bernoulli(gate, generator=generator).bool()
+    probs = torch.softmax(out.crop_logits / temperature, dim=-1)
+    crops = torch.multinomial(probs, group_size, replacement=True, generator=generator)
+    return torch.where(crop_now, crops, torch.full_like(crops, NO_CROP))
+
+
+def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """[B, G] rewards -> advantages normalized within each group (zero where the group agrees)."""
+    mean = rewards.mean(dim=1, keepdim=True)
+    std = rewards.std(dim=1, keepdim=True, unbiased=False)
+    return (rewards - mean) / (std + 1e-4)
+
+
+def train_grpo(policy, reference, examples: list[Example], images: ImageStore, rollout: Rollout,
+               config: GRPOConfig | None = None, log: Callable[[dict], None] | None = None, progress: bool = True,
+               start_step: int = 0, optimizer: torch.optim.Optimizer | None = None) -> torch.optim.Optimizer:
+    """Train `policy` in place against the frozen `reference`; returns the optimizer (for resume)."""
+    config = config or GRPOConfig()
+    if not examples:
+        raise ValueError("GRPO needs at least one example")
+    rng = random.Random(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = optimizer or torch.optim.AdamW(params, lr=config.lr)
+    reference.eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    bar = _bar(config.steps, "GRPO", progress, initial=start_step)
+    for step in range(1, config.steps + 1):
+        batch = rng.sample(examples, min(config.batch_size, len(examples)))
+        if step <= start_step:
+            _ = torch.rand(1, generator=generator)  # keep the sampling stream in step when resuming
+            continue
+        x = images.batch([e.image_key for e in batch]).to(policy.device)
+        q = policy.encode_questions([e.question for e in batch])
+        policy.eval()  # sampling sees the policy as it will be used
+        with torch.no_grad():
+            out = policy(x, q)
+            choices = sample_choices(out, config.group_size, generator, config.temperature).cpu()
+            old_logp = log_probs(_repeat(out, config.group_size), choices.reshape(-1).to(policy.device),
+                                 config.temperature)
+            ref_out = reference(x, q)
+            ref_logp = log_probs(_repeat(ref_out, config.group_size), choices.reshape(-1).to(policy.device),
+                                 config.temperature)
+        completions = [rollout(e, int(c)) for e, row in zip(batch, choices, strict=True) for c in row]
+        answers = [e.answers for e in batch for _ in range(config.group_size)]
+        needs = [e.needs_zoom for e in batch for _ in range(config.group_size)]
+        rewards = torch.tensor(total_reward(completions, answers, needs, weights=config.weights))
+        advantages = group_advantages(rewards.view(len(batch), config.group_size)).reshape(-1).to(policy.device)
+        policy.train()
+        for _ in range(config.inner_steps):
+            new_logp = log_probs(_repeat(policy(x, q), config.group_size), choices.reshape(-1).to(policy.device),
+                                 config.temperature)
+            ratio = torch.exp(new_logp - old_logp)
+            surrogate = torch.min(ratio * advantages, ratio.clamp(1 - config.clip, 1 + config.clip) * advantages)
+            delta = ref_logp - new_logp
+            kl = (torch.exp(delta) - delta - 1).mean()
+            loss = -surrogate.mean() + config.kl * kl
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            optimizer.step()
+        used = [c.n_crops > 0 for c in completions]
+        if log is not None:
+            log({
+                "stage": "grpo", "step": step, "reward": rewards.mean().item(), "loss": loss.item(), "kl": kl.item(),
+                "accuracy": sum(answer_reward(completions, answers)) / len(completions),
+                "crop_rate": sum(used) / len(used),
+                "crop_cost": sum(c.crop_tokens / max(1, c.full_tokens) for c in completions) / len(completions),
+            })
+        bar.update(1)
+        bar.set_postfix(reward=f"{rewards.mean().item():.3f}")
+    bar.close()
+    policy.eval()
+    return optimizer
+
+
+def frozen_copy(policy):
+    """A frozen copy of `policy` (the KL reference), sharing its question encoder."""
+    clone = type(policy)(policy.config, encoder=policy.encoder, token_model=policy.token_model)
+    clone.load_state_dict(policy.state_dict())
+    clone.to(policy.device).eval()
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone
+
+
+def _repeat(out, group_size: int):
+    """A PolicyOutput with each row repeated `group_size` times (rows of one item stay together)."""
+    return type(out)(
+        out.gate_logit.repeat_interleave(group_size, 0),
+        out.crop_logits.repeat_interleave(group_size, 0),
+        None if out.box_deltas is None else out.box_deltas.repeat_interleave(group_size, 0),
+    )
