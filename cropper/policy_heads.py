@@ -1,0 +1,169 @@
+"""The parts of `CropPolicy` after the backbone: neck, question fusion, gate / crop heads, box coding.
+
+Shapes: B images, C candidate crops, D = `dim` channels, an H x W fused feature map (stride 16 of the
+low-res view), Q = 384 question dims. Boxes are normalized `[x1, y1, x2, y2]`; the backbone sees the view
+resized to a square, so a normalized box maps to the same fraction of the feature map.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Neck(nn.Module):
+    """FPN-lite: 1x1 projections of the backbone's last levels, coarse upsampled and added to the finest."""
+
+    def __init__(self, in_channels: list[int], dim: int):
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in in_channels)
+        self.smooth = _conv_block(dim)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        size = features[0].shape[-2:]
+        out = self.lateral[0](features[0])
+        for lateral, feat in zip(self.lateral[1:], features[1:], strict=True):
+            f = lateral(feat)
+            out = out + (f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="nearest"))
+        return self.smooth(out)
+
+
+class FiLMFusion(nn.Module):
+    """Question -> per-channel scale and shift of the feature map (starts as the identity)."""
+
+    def __init__(self, dim: int, text_dim: int, hidden: int):
+        super().__init__()
+        self.film = nn.Sequential(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, 2 * dim))
+        nn.init.zeros_(self.film[-1].weight)
+        nn.init.zeros_(self.film[-1].bias)
+        self.mix = _conv_block(dim)
+
+    def forward(self, fmap: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film(q)[:, :, None, None].chunk(2, dim=1)
+        return self.mix(fmap * (1 + gamma) + beta)
+
+
+class CrossAttentionFusion(nn.Module):
+    """The question attends over the feature map (`queries` query tokens made from the embedding).
+
+    The attended context and the question set a FiLM scale/shift, and the attention maps themselves are
+    added back as a spatial signal (where the question looked), so each location knows its relevance.
+    """
+
+    def __init__(self, dim: int, text_dim: int, hidden: int, queries: int = 4, heads: int = 4):
+        super().__init__()
+        self.queries, self.dim = queries, dim
+        self.to_queries = nn.Linear(text_dim, queries * dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.film = nn.Sequential(nn.Linear(text_dim + dim, hidden), nn.GELU(), nn.Linear(hidden, 2 * dim))
+        nn.init.zeros_(self.film[-1].weight)
+        nn.init.zeros_(self.film[-1].bias)
+        self.from_maps = nn.Conv2d(queries, dim, 1)
+        self.mix = _conv_block(dim)
+
+    def forward(self, fmap: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        b, d, h, w = fmap.shape
+        tokens = fmap.flatten(2).transpose(1, 2)  # B, HW, D
+        keys = tokens + _sincos_2d(h, w, d, fmap.device, fmap.dtype)
+        query = self.to_queries(q).view(b, self.queries, d)
+        ctx, maps = self.attn(query, keys, tokens, need_weights=True, average_attn_weights=True)  # maps B, m, HW
+        gamma, beta = self.film(torch.cat([q, ctx.mean(1)], dim=-1))[:, :, None, None].chunk(2, dim=1)
+        spatial = self.from_maps(maps.view(b, self.queries, h, w) * (h * w))  # x HW: uniform attention -> 1
+        return self.mix(fmap * (1 + gamma) + beta + spatial)
+
+
+FUSIONS = {"film": FiLMFusion, "xattn": CrossAttentionFusion}
+
+
+class CropHeads(nn.Module):
+    """Gate logit, one score per candidate crop, and optional tanh-bounded box deltas per candidate."""
+
+    def __init__(self, dim: int, text_dim: int, hidden: int, refine: bool = True):
+        super().__init__()
+        self.q_proj = nn.Linear(text_dim, dim)
+        self.gate = nn.Sequential(nn.Linear(3 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.geometry = nn.Linear(5, dim)
+        self.trunk = nn.Sequential(nn.Linear(4 * dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
+        self.score = nn.Linear(hidden, 1)
+        self.deltas = nn.Linear(hidden, 4) if refine else None
+        if self.deltas is not None:  # start with the candidate boxes unchanged
+            nn.init.zeros_(self.deltas.weight)
+            nn.init.zeros_(self.deltas.bias)
+
+    def forward(self, fmap: torch.Tensor, q: torch.Tensor, boxes: torch.Tensor):
+        b, d, h, w = fmap.shape
+        qv = self.q_proj(q)  # B, D
+        flat = fmap.flatten(2)  # B, D, HW
+        gate = self.gate(torch.cat([flat.mean(-1), flat.amax(-1), qv], dim=-1)).squeeze(-1)
+        region = torch.einsum("bdn,cn->bcd", flat, roi_weights(boxes, h, w).to(flat.dtype))  # B, C, D: RoI average
+        geom = self.geometry(box_features(boxes).to(flat.dtype))[None].expand(b, -1, -1)  # B, C, D
+        ctx = flat.mean(-1)[:, None, :].expand_as(region)
+        z = self.trunk(torch.cat([region, region * qv[:, None, :], geom, ctx], dim=-1))
+        scores = self.score(z).squeeze(-1)
+        deltas = torch.tanh(self.deltas(z)) if self.deltas is not None else None
+        return gate, scores, deltas
+
+
+def roi_weights(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """[C, H*W]: the fraction of each feature cell a box covers, rows normalized to sum 1 (RoI average)."""
+    boxes = boxes.float()
+
+    def overlap(lo: torch.Tensor, hi: torch.Tensor, n: int) -> torch.Tensor:  # C, n
+        edges = torch.arange(n + 1, device=boxes.device, dtype=torch.float32) / n
+        left, right = edges[:-1][None], edges[1:][None]
+        return (torch.minimum(hi[:, None], right) - torch.maximum(lo[:, None], left)).clamp_min(0) * n
+
+    ox = overlap(boxes[:, 0], boxes[:, 2], w)
+    oy = overlap(boxes[:, 1], boxes[:, 3], h)
+    weights = (oy[:, :, None] * ox[:, None, :]).flatten(1)
+    return weights / weights.sum(-1, keepdim=True).clamp_min(1e-6)
+
+
+def box_features(boxes: torch.Tensor) -> torch.Tensor:
+    """[C, 5]: the box corners and its log area, the geometry a candidate's score may depend on."""
+    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp_min(1e-4)
+    return torch.cat([boxes.float(), area.log()[:, None] / 5], dim=-1)
+
+
+def apply_deltas(boxes: torch.Tensor, deltas: torch.Tensor, max_shift: float, max_scale: float) -> torch.Tensor:
+    """Refined boxes from deltas in [-1, 1]: `(dx, dy)` move the centre by up to `max_shift` of the box's
+    width/height, `(dw, dh)` scale each side by `max_scale ** d`. Clamped to the image. Any leading dims."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    dx, dy, dw, dh = deltas.unbind(-1)
+    w, h = x2 - x1, y2 - y1
+    cx, cy = (x1 + x2) / 2 + dx * max_shift * w, (y1 + y2) / 2 + dy * max_shift * h
+    w, h = w * max_scale ** dw, h * max_scale ** dh
+    out = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+    return out.clamp(0.0, 1.0)
+
+
+def encode_deltas(boxes: torch.Tensor, targets: torch.Tensor, max_shift: float, max_scale: float) -> torch.Tensor:
+    """The deltas (clipped to [-1, 1]) that move `boxes` closest to `targets`: the regression target for SFT."""
+    bw, bh = (boxes[..., 2] - boxes[..., 0]).clamp_min(1e-6), (boxes[..., 3] - boxes[..., 1]).clamp_min(1e-6)
+    tw, th = (targets[..., 2] - targets[..., 0]).clamp_min(1e-6), (targets[..., 3] - targets[..., 1]).clamp_min(1e-6)
+    dx = ((targets[..., 0] + targets[..., 2]) - (boxes[..., 0] + boxes[..., 2])) / 2 / (max_shift * bw)
+    dy = ((targets[..., 1] + targets[..., 3]) - (boxes[..., 1] + boxes[..., 3])) / 2 / (max_shift * bh)
+    dw = torch.log(tw / bw) / math.log(max_scale)
+    dh = torch.log(th / bh) / math.log(max_scale)
+    return torch.stack([dx, dy, dw, dh], dim=-1).clamp(-1.0, 1.0)
+
+
+def _conv_block(dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.GroupNorm(min(8, dim), dim), nn.GELU())
+
+
+def _sincos_2d(h: int, w: int, dim: int, device, dtype) -> torch.Tensor:
+    """[H*W, dim] fixed 2-D sine/cosine position code (half the channels for y, half for x)."""
+    quarter = max(1, dim // 4)
+    freqs = 1.0 / (100.0 ** (torch.arange(quarter, device=device, dtype=torch.float32) / quarter))
+    ys = torch.arange(h, device=device, dtype=torch.float32)[:, None] / max(1, h) * 2 * math.pi * freqs
+    xs = torch.arange(w, device=device, dtype=torch.float32)[:, None] / max(1, w) * 2 * math.pi * freqs
+    ycode = torch.cat([ys.sin(), ys.cos()], -1)[:, None, :].expand(h, w, -1)
+    xcode = torch.cat([xs.sin(), xs.cos()], -1)[None, :, :].expand(h, w, -1)
+    code = torch.cat([ycode, xcode], -1).reshape(h * w, -1)
+    if code.shape[1] < dim:
+        code = F.pad(code, (0, dim - code.shape[1]))
+    return code[:, :dim].to(dtype)
