@@ -14,8 +14,17 @@ from .wrapper import ZoomWrapper, make_cropper
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # CropPolicy pulls in torch and timm: import it only when asked for.
+    if name in ("CropPolicy", "PolicyConfig"):
+        from . import policy
+
+        return getattr(policy, name)
+    raise AttributeError(f"module 'cropper' has no attribute {name!r}")
+
 __all__ = [
-    "AWARES9", "FULL", "STRATEGIES", "Answer", "Box", "Cropper", "GridCropper", "ImageError", "TextRegionCropper",
+    "AWARES9", "FULL", "STRATEGIES", "Answer", "Box", "CropPolicy", "Cropper", "PolicyConfig", "GridCropper", "ImageError", "TextRegionCropper",
     "TokenModel", "View", "ZoomWrapper", "crop_set", "global_view", "grid", "load_image", "make_cropper",
     "multiscale", "render", "token_model_for", "visual_tokens", "__version__",
 ]

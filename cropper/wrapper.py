@@ -11,6 +11,7 @@ The base model is never modified: the wrapper only decides what the model is sho
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from backends import load_backend
@@ -143,6 +144,9 @@ class ZoomWrapper:
         """The cropper of the `policy` strategy (built on first use)."""
         if self._cropper is None:
             self._cropper = make_cropper(self._cropper_spec)
+            if hasattr(self._cropper, "crop_side"):
+                # A CropPolicy applies budgets the way the view planner will.
+                self._cropper.crop_side = self.config.crop_side
         return self._cropper
 
     def token_model_for(self, backend: Backend) -> TokenModel:
@@ -159,16 +163,29 @@ class ZoomWrapper:
 
 
 def make_cropper(spec: Cropper | str | None) -> Cropper:
-    """A cropper from a name: `text-regions` (default), `grid`, `grid:N`, `awares9`, `multiscale`."""
-    if spec is None or spec == "text-regions":
-        return TextRegionCropper()
+    """A cropper from a name.
+
+    `policy` (the bundled trained CropPolicy), `policy:DIR` (one saved with `save_pretrained`),
+    `text-regions` (the default until a policy is bundled), `grid`, `grid:N`, `awares9`, `multiscale`.
+    """
+    if spec is None:
+        # Checked without importing torch: the bundled policy's config sits in the package.
+        spec = "policy" if (Path(__file__).parent / "weights" / "default_policy" / "config.json").is_file() \
+            else "text-regions"
     if not isinstance(spec, str):
         return spec
+    if spec == "text-regions":
+        return TextRegionCropper()
+    if spec == "policy" or spec.startswith("policy:"):
+        from .policy import CropPolicy
+
+        return CropPolicy.default() if spec == "policy" else CropPolicy.from_pretrained(spec.split(":", 1)[1])
     if spec == "grid":
         return GridCropper("grid:2")
     if spec.startswith(("grid:", "awares9", "multiscale")):
         return GridCropper(spec)
-    raise ValueError(f"unknown cropper {spec!r}; use 'text-regions', 'grid', 'grid:N', 'awares9' or an object with propose()")
+    raise ValueError(f"unknown cropper {spec!r}; use 'policy', 'policy:DIR', 'text-regions', 'grid', 'grid:N', "
+                     "'awares9' or an object with propose()")
 
 
 class LoopBridge:
