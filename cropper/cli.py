@@ -1,4 +1,4 @@
-"""The `cropper` command line: `ask` and `demo` (training and A/B commands arrive with their issues)."""
+"""The `cropper` command line: `ask`, `demo`, and the policy commands `synth`, `train`, `bench`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                           "openai-compatible:http://HOST:PORT/v1#MODEL")
     ask.add_argument("--strategy", choices=STRATEGIES, default="tool")
     ask.add_argument("--policy", "--cropper", dest="cropper", default=None,
-                     help="cropper for --strategy policy: text-regions (default), grid, grid:N, awares9")
+                     help="cropper for --strategy policy: policy (the bundled one, default), policy:DIR, text-regions, grid, grid:N, awares9")
     ask.add_argument("--budget", type=int, default=None, help="visual-token budget per question")
     ask.add_argument("--global-side", type=int, default=1024, help="long side of the global view in px")
     ask.add_argument("--max-rounds", type=int, default=3, help="zoom rounds for --strategy tool")
@@ -35,12 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the built-in offline example with every strategy")
     demo.add_argument("--out", default="cropper-demo", help="folder for the scene and the crops picture")
 
+    from . import cli_train
+
+    cli_train.add_parsers(sub)
+
     args = parser.parse_args(argv)
     try:
         if args.command == "ask":
             return _ask(args)
         if args.command == "demo":
             return _demo(args)
+        return cli_train.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

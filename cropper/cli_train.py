@@ -1,0 +1,115 @@
+"""`cropper synth`, `cropper train` and `cropper bench`: the crop-policy commands of the CLI."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parsers(sub) -> None:
+    """Register the policy commands on the CLI's subparsers."""
+    synth = sub.add_parser("synth", help="write a synthetic fine-detail dataset (JSONL + images + evidence)")
+    synth.add_argument("--out", required=True, help="output folder (a rerun resumes it)")
+    synth.add_argument("--n", type=int, required=True, help="number of items (questions)")
+    synth.add_argument("--seed", type=int, default=0, help="dataset seed: the content is a function of it")
+    synth.add_argument("--mix", default=None,
+                       help="scene kinds and weights, e.g. sign=0.5,form=0.25,page=0.25 (the default) or sign")
+    synth.add_argument("--easy-fraction", type=float, default=0.15,
+                       help="share of items answerable from the low-res view (default 0.15)")
+    synth.add_argument("--workers", type=int, default=None, help="render threads (default: up to 4)")
+
+    train = sub.add_parser("train", help="train a crop policy for a target backend: judge, oracle, SFT, GRPO")
+    train.add_argument("--data", required=True, help="dataset JSONL (evidence boxes optional)")
+    train.add_argument("--backend", default="reader", help="the frozen target model (reward); default reader")
+    train.add_argument("--out", required=True, help="run folder: checkpoints, logs, the trained policy")
+    train.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    train.add_argument("--backbone", default=None, help="timm model name (default mobilenetv3_small_100)")
+    train.add_argument("--image-size", type=int, default=None, help="side of the policy's low-res view")
+    train.add_argument("--crop-set", default=None, help="candidate crops, e.g. awares9+multiscale:3,4")
+    train.add_argument("--encoder", default=None, choices=["minilm", "hash"], help="question encoder")
+    train.add_argument("--sft-epochs", type=int, default=None)
+    train.add_argument("--sft-lr", type=float, default=None)
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--grpo-steps", type=int, default=None)
+    train.add_argument("--group-size", type=int, default=None)
+    train.add_argument("--holdout", type=float, default=0.1, help="share of images held out for evaluation")
+    train.add_argument("--limit", type=int, default=None, help="use only the first N items")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--eval-limit", type=int, default=200, help="held-out items evaluated at the end")
+    train.add_argument("--no-eval-target", action="store_true",
+                       help="evaluate crops only (no target calls for held-out accuracy)")
+    train.add_argument("--eval-full", action="store_true",
+                       help="also ask the plain model at full resolution on held-out items (slow, for the ratio)")
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+    bench = sub.add_parser("bench", help="time the crop policy per query beside one reader call")
+    bench.add_argument("--policy", default=None, help="policy folder (default: the bundled policy)")
+    bench.add_argument("--repeats", type=int, default=50, help="timed queries per thread count")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args) -> int | None:
+    """Run a policy command; None when `args.command` is not one of them."""
+    if args.command == "synth":
+        return _synth(args)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "bench":
+        return _bench(args)
+    return None
+
+
+def parse_mix(text: str | None) -> dict[str, float] | None:
+    """`sign=0.5,form=0.25` or `sign,form` -> kind weights (None: the default mix)."""
+    if not text:
+        return None
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, weight = part.strip().partition("=")
+        try:
+            mix[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"--mix: {part!r} is not KIND=WEIGHT") from None
+    return mix
+
+
+def _synth(args) -> int:
+    from training.synth import synthesize
+
+    path = synthesize(args.out, args.n, seed=args.seed, mix=parse_mix(args.mix), easy_fraction=args.easy_fraction,
+                      workers=args.workers)
+    print(f"wrote {args.n} items to {path}")
+    return 0
+
+
+def _train(args) -> int:
+    import dataclasses
+
+    import torch
+
+    from backends import load_backend
+    from training.grpo import GRPOConfig
+    from training.sft import SFTConfig
+    from training.train import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    policy = {k: v for k, v in {"backbone": args.backbone, "image_size": args.image_size,
+                                "crop_set": args.crop_set, "encoder": args.encoder}.items() if v is not None}
+    sft = dataclasses.replace(SFTConfig(seed=args.seed), **{k: v for k, v in {
+        "epochs": args.sft_epochs, "lr": args.sft_lr, "batch_size": args.batch_size}.items() if v is not None})
+    grpo = dataclasses.replace(GRPOConfig(seed=args.seed), **{k: v for k, v in {
+        "steps": args.grpo_steps, "group_size": args.group_size}.items() if v is not None})
+    config = TrainConfig(policy=policy, sft=sft, grpo=grpo, holdout=args.holdout, seed=args.seed,
+                         device=args.device, limit=args.limit, eval_limit=args.eval_limit,
+                         eval_target=not args.no_eval_target, eval_full=args.eval_full)
+    _, report = train(args.data, load_backend(args.backend), args.out, config)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _bench(args) -> int:
+    from .bench import format_bench, run_bench
+
+    result = run_bench(args.policy, repeats=args.repeats)
+    print(json.dumps(result, indent=2) if args.json else format_bench(result))
+    return 0
