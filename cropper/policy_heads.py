@@ -86,7 +86,7 @@ class CropHeads(nn.Module):
         self.q_proj = nn.Linear(text_dim, dim)
         self.gate = nn.Sequential(nn.Linear(3 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
         self.geometry = nn.Linear(5, dim)
-        self.trunk = nn.Sequential(nn.Linear(4 * dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
+        self.trunk = nn.Sequential(nn.Linear(6 * dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
         self.score = nn.Linear(hidden, 1)
         self.deltas = nn.Linear(hidden, 4) if refine else None
         if self.deltas is not None:  # start with the candidate boxes unchanged
@@ -98,10 +98,16 @@ class CropHeads(nn.Module):
         qv = self.q_proj(q)  # B, D
         flat = fmap.flatten(2)  # B, D, HW
         gate = self.gate(torch.cat([flat.mean(-1), flat.amax(-1), qv], dim=-1)).squeeze(-1)
-        region = torch.einsum("bdn,cn->bcd", flat, roi_weights(boxes, h, w).to(flat.dtype))  # B, C, D: RoI average
+        weights = roi_weights(boxes, h, w).to(flat.dtype)
+        region = torch.einsum("bdn,cn->bcd", flat, weights)  # B, C, D: RoI average
+        # RoI max: whether the asked-for thing is anywhere in the candidate. A small sign fills a sliver of a
+        # large candidate, so the average alone dilutes it away; the max keeps it.
+        outside = (weights <= 0).to(flat.dtype) * -1e4  # C, HW
+        peak = (flat[:, None, :, :] + outside[None, :, None, :]).amax(-1)  # B, C, D
         geom = self.geometry(box_features(boxes).to(flat.dtype))[None].expand(b, -1, -1)  # B, C, D
         ctx = flat.mean(-1)[:, None, :].expand_as(region)
-        z = self.trunk(torch.cat([region, region * qv[:, None, :], geom, ctx], dim=-1))
+        q_row = qv[:, None, :]
+        z = self.trunk(torch.cat([region, region * q_row, peak, peak * q_row, geom, ctx], dim=-1))
         scores = self.score(z).squeeze(-1)
         deltas = torch.tanh(self.deltas(z)) if self.deltas is not None else None
         return gate, scores, deltas
