@@ -1,8 +1,9 @@
-"""`cropper synth`, `cropper train` and `cropper bench`: the crop-policy commands of the CLI."""
+"""`cropper synth`, `train`, `evaluate` and `bench`: the crop-policy commands of the CLI."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def add_parsers(sub) -> None:
@@ -26,6 +27,9 @@ def add_parsers(sub) -> None:
     train.add_argument("--image-size", type=int, default=None, help="side of the policy's low-res view")
     train.add_argument("--crop-set", default=None, help="candidate crops, e.g. awares9+multiscale:3,4")
     train.add_argument("--encoder", default=None, choices=["minilm", "hash"], help="question encoder")
+    train.add_argument("--k", type=int, default=None, help="crops the policy proposes (with --mass: at most)")
+    train.add_argument("--mass", type=float, default=None,
+                       help="adaptive crop count: add crops until they hold this share of the policy's scores")
     train.add_argument("--sft-epochs", type=int, default=None)
     train.add_argument("--sft-lr", type=float, default=None)
     train.add_argument("--batch-size", type=int, default=None)
@@ -41,6 +45,18 @@ def add_parsers(sub) -> None:
                        help="also ask the plain model at full resolution on held-out items (slow, for the ratio)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
+    evaluate = sub.add_parser("evaluate", help="measure a cropper on a labelled dataset: evidence hits, crop area, "
+                                               "gate, and with --backend the answers (policy vs full)")
+    evaluate.add_argument("--data", required=True, help="dataset JSONL with evidence boxes (e.g. from cropper synth)")
+    evaluate.add_argument("--cropper", default="policy",
+                          help="policy (the bundled one), policy:DIR, text-regions, grid:N, awares9 (default policy)")
+    evaluate.add_argument("--backend", default=None, help="also ask this target (e.g. reader) and score answers")
+    evaluate.add_argument("--full", action="store_true", help="with --backend: also ask the plain model (ratio)")
+    evaluate.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
+    evaluate.add_argument("--by", default="kind", help="item field to break the summary down by (default kind)")
+    evaluate.add_argument("--global-side", type=int, default=1024, help="long side of the low-res view")
+    evaluate.add_argument("--out", default=None, help="write the summary and per-item rows to this JSON file")
+
     bench = sub.add_parser("bench", help="time the crop policy per query beside one reader call")
     bench.add_argument("--policy", default=None, help="policy folder (default: the bundled policy)")
     bench.add_argument("--repeats", type=int, default=50, help="timed queries per thread count")
@@ -55,6 +71,8 @@ def run(args) -> int | None:
         return _train(args)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     return None
 
 
@@ -94,7 +112,8 @@ def _train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     policy = {k: v for k, v in {"backbone": args.backbone, "image_size": args.image_size,
-                                "crop_set": args.crop_set, "encoder": args.encoder}.items() if v is not None}
+                                "crop_set": args.crop_set, "encoder": args.encoder, "k": args.k,
+                                "mass": args.mass}.items() if v is not None}
     sft = dataclasses.replace(SFTConfig(seed=args.seed), **{k: v for k, v in {
         "epochs": args.sft_epochs, "lr": args.sft_lr, "batch_size": args.batch_size}.items() if v is not None})
     grpo = dataclasses.replace(GRPOConfig(seed=args.seed), **{k: v for k, v in {
@@ -112,4 +131,31 @@ def _bench(args) -> int:
 
     result = run_bench(args.policy, repeats=args.repeats)
     print(json.dumps(result, indent=2) if args.json else format_bench(result))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from backends import load_backend
+    from training.datasets import load_jsonl
+    from training.evaluate import evaluate_cropper
+    from training.examples import make_examples
+
+    from .wrapper import make_cropper
+
+    items, errors = load_jsonl(args.data)
+    for err in errors:
+        print(f"skipping {err}")
+    items = items[: args.limit] if args.limit else items
+    if not items:
+        raise ValueError(f"{args.data}: no usable items")
+    cropper = make_cropper(args.cropper)
+    candidates = getattr(cropper, "candidate_boxes", None) or []
+    examples = make_examples(items, candidates)
+    groups = {i.id: str(i.extra.get(args.by)) for i in items} if args.by else None
+    target = load_backend(args.backend) if args.backend else None
+    result = evaluate_cropper(cropper, examples, target, full=args.full and target is not None,
+                              global_side=args.global_side, groups=groups)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(json.dumps(result["summary"], indent=2))
     return 0

@@ -32,7 +32,7 @@ from PIL import Image
 from torch import nn
 
 from .geometry import Box, crop_set
-from .policy_heads import FUSIONS, CropHeads, Neck, apply_deltas, encode_deltas
+from .policy_heads import FUSIONS, CropHeads, FineCues, Neck, apply_deltas, encode_deltas
 from .text_encoder import EMBED_DIM, shared_encoder
 
 FORMAT = "cropper-policy/1"
@@ -78,10 +78,16 @@ class PolicyConfig:
     xattn_queries: int = 4
     xattn_heads: int = 4
     refine: bool = True  # predict box deltas per candidate
+    fine_dim: int = 16  # channels of the stride-4 question-modulated cue map (0: none); see FineCues
     max_shift: float = 0.25  # refined centre moves by at most this fraction of the box's side
     max_scale: float = 2.0  # refined sides scale by at most this factor either way
     encoder: str = "minilm"  # question encoder name ("minilm"; "hash" only for tests)
-    k: int = 1  # crops proposed by default
+    k: int = 1  # crops proposed by default (with `mass`: at most this many)
+    # When set, the number of crops adapts: crops are added best first until the candidates they hold carry
+    # this much of the score distribution (the policy's estimate that the evidence is covered), at most k.
+    # A confident policy then sends one crop; an unsure one (the evidence could be in any of several text
+    # blocks) sends a few, which is what a reader of the low-res view would do.
+    mass: float | None = None
     gate_threshold: float = 0.5  # propose nothing when sigmoid(gate) is below this
     nms_iou: float = 0.5  # a chosen crop suppresses candidates overlapping it more than this
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (training data, metrics)
@@ -147,7 +153,8 @@ class CropPolicy(nn.Module):
         fusion_cls = FUSIONS[config.fusion]
         extra = {"queries": config.xattn_queries, "heads": config.xattn_heads} if config.fusion == "xattn" else {}
         self.fusion = fusion_cls(config.dim, EMBED_DIM, config.hidden, **extra)
-        self.heads = CropHeads(config.dim, EMBED_DIM, config.hidden, refine=config.refine)
+        self.heads = CropHeads(config.dim, EMBED_DIM, config.hidden, refine=config.refine, fine_dim=config.fine_dim)
+        self.fine = FineCues(config.fine_dim, EMBED_DIM, config.hidden) if config.fine_dim else None
         self.candidate_names = list(config.candidates)
         self.candidate_boxes = [Box.from_list(v) for v in config.candidates.values()]
         self.register_buffer("candidates", torch.tensor([list(b) for b in self.candidate_boxes], dtype=torch.float32),
@@ -201,7 +208,8 @@ class CropPolicy(nn.Module):
                              f"{tuple(images.shape)} and {tuple(question_emb.shape)}")
         features = self.backbone(images)
         fmap = self.fusion(self.neck(features), question_emb)
-        gate, scores, deltas = self.heads(fmap, question_emb, self.candidates)
+        fine = self.fine(images, question_emb) if self.fine is not None else None
+        gate, scores, deltas = self.heads(fmap, question_emb, self.candidates, fine)
         return PolicyOutput(gate, scores, deltas)
 
     def refined_boxes(self, out: PolicyOutput) -> torch.Tensor:
@@ -234,10 +242,12 @@ class CropPolicy(nn.Module):
                         boxes=[Box.from_list(boxes[i].tolist()) for i in order])
 
     def propose(self, image: Image.Image, question: str, k: int | None = None, budget: int | None = None,
-                threshold: float | None = None, token_model=None) -> list[Box]:
+                threshold: float | None = None, token_model=None, mass: float | None = None) -> list[Box]:
         """The top-`k` crops for `question` (default `config.k`), or [] when the gate says none is needed.
 
         Crops are taken best first, skipping any that overlaps a chosen one by more than `config.nms_iou`.
+        With `mass` (default `config.mass`; 0 or None: exactly `k`), fewer than `k` when the chosen crops
+        already hold that share of the softmax over candidates (see `PolicyConfig.mass`).
         `budget` (visual tokens for the crops) applies when a token model is given (here or as
         `self.token_model`): a crop whose cost, at full resolution capped at `self.crop_side`, would take
         the running total over the budget is dropped, except the best crop, which is always kept because
@@ -245,18 +255,13 @@ class CropPolicy(nn.Module):
         """
         k = self.config.k if k is None else k
         threshold = self.config.gate_threshold if threshold is None else threshold
+        mass = self.config.mass if mass is None else mass
         if k <= 0:
             return []
         decision = self.decide(image, question)
         if decision.gate < threshold:
             return []
-        chosen: list[Box] = []
-        for box in decision.boxes:
-            if box.area <= 0 or any(box.iou(c) > self.config.nms_iou for c in chosen):
-                continue
-            chosen.append(box)
-            if len(chosen) == k:
-                break
+        chosen = select_crops(decision, k, self.config.nms_iou, mass)
         token_model = token_model if token_model is not None else self.token_model
         if budget is not None and token_model is not None:
             chosen = self._within_budget(image, chosen, budget, token_model)
@@ -348,6 +353,25 @@ class CropPolicy(nn.Module):
                 "CropPolicy.from_pretrained('my_policy'); or use a training-free cropper ('text-regions')."
             )
         return cls.from_pretrained(DEFAULT_DIR, device=device)
+
+
+def select_crops(decision: Decision, k: int, nms_iou: float, mass: float | None = None) -> list[Box]:
+    """Best-first crops from a `Decision`: NMS at `nms_iou`, at most `k`, and with `mass` stop once the
+    candidates the chosen crops hold (mostly inside one, or suppressed by one) carry that softmax share."""
+    probs = torch.softmax(torch.tensor(decision.scores), dim=0).tolist() if mass else []
+    chosen: list[Box] = []
+    for box in decision.boxes:
+        if box.area <= 0 or any(box.iou(c) > nms_iou for c in chosen):
+            continue
+        chosen.append(box)
+        if len(chosen) >= k:
+            break
+        if mass:
+            held = sum(p for b, p in zip(decision.boxes, probs, strict=True)
+                       if any(c.coverage(b) >= 0.9 or c.iou(b) > nms_iou for c in chosen))
+            if held >= mass:
+                break
+    return chosen
 
 
 class PolicyLoadError(ValueError):

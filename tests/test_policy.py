@@ -288,3 +288,29 @@ def test_minilm_encoder_ranks_paraphrases_and_caches():
     assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2
     assert encoder.encode_one("What is the total?") is encoder.encode_one("What is the total?")
     assert not any(p.requires_grad for p in encoder.model.parameters()) and not encoder.model.training
+
+
+def _decision(scores: list[float], boxes: list[list[float]]):
+    from cropper.policy import Decision
+
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return Decision(gate=1.0, names=[str(i) for i in order], scores=[scores[i] for i in order],
+                    boxes=[Box.from_list(boxes[i]) for i in order])
+
+
+def test_select_crops_adapts_the_number_of_crops_to_the_score_mass():
+    from cropper.policy import select_crops
+
+    quarters = [[0, 0, .5, .5], [.5, 0, 1, .5], [0, .5, .5, 1], [.5, .5, 1, 1]]
+    # Confident: one candidate holds ~98% of the softmax -> one crop is enough for mass 0.8.
+    confident = _decision([6.0, 2.0, 1.0, 0.0], quarters)
+    assert [list(b) for b in select_crops(confident, k=4, nms_iou=0.5, mass=0.8)] == [[0, 0, .5, .5]]
+    # Unsure between three quarters (~1/3 each): three crops are needed to hold 80%, never the fourth.
+    unsure = _decision([3.0, 3.0, 3.0, -3.0], quarters)
+    assert len(select_crops(unsure, k=4, nms_iou=0.5, mass=0.8)) == 3
+    # k caps the count; without mass exactly k crops come back.
+    assert len(select_crops(unsure, k=2, nms_iou=0.5, mass=0.8)) == 2
+    assert len(select_crops(confident, k=3, nms_iou=0.5, mass=None)) == 3
+    # A candidate inside a chosen crop counts as held: the small box's mass is covered by the quarter.
+    nested = _decision([2.0, 2.0, -5.0, -5.0], [[0, 0, .5, .5], [.1, .1, .2, .2], [.5, .5, 1, 1], [.5, 0, 1, .5]])
+    assert len(select_crops(nested, k=4, nms_iou=0.5, mass=0.9)) == 1

@@ -190,3 +190,22 @@ def test_bench_times_the_policy_beside_a_reader_call(tmp_path):
     assert result["policy_vs_reader"] == pytest.approx(result["policy_latency"]["2_threads"]["p50_ms"]
                                                         / result["reader_call_ms"])
     assert "p50" in format_bench(result)
+
+
+def test_cli_evaluate_breaks_the_summary_down_by_kind(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path / "d"), "--n", "6", "--seed", "3", "--mix", "sign,form"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "d" / "data.jsonl").read_text().splitlines()]
+    capsys.readouterr()
+    # The whole image as the one crop: it holds every evidence box, so every item that needs zoom is a hit.
+    assert main(["evaluate", "--data", str(tmp_path / "d" / "data.jsonl"), "--cropper", "grid:1",
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["items"] == 6 and summary["evidence_hit_rate"] == 1.0
+    assert summary["mean_crop_area"] == pytest.approx(1.0)
+    kinds = {r["kind"] for r in rows}
+    assert set(summary["by_group"]) == kinds
+    assert sum(g["items"] for g in summary["by_group"].values()) == 6
+    # The gate is right exactly on the items that need zoom (grid:1 always crops).
+    assert summary["gate_accuracy"] == pytest.approx(sum(r["needs_zoom"] for r in rows) / 6)
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert len(saved["rows"]) == 6 and {r["group"] for r in saved["rows"]} == kinds

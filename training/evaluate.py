@@ -22,15 +22,25 @@ from .rewards import CostWeights, CropCompletion, total_reward
 
 
 def image_loader(max_cached: int = 64) -> Callable[[str], Any]:
-    """`load(path)` with a small bounded cache: several questions usually share one large image."""
+    """`load(path)` with a small bounded cache: several questions usually share one large image.
+
+    Safe to call from several threads (the training prefetch does).
+    """
+    import threading
+
     cache: dict[str, Any] = {}
+    lock = threading.Lock()
 
     def load(key: str):
-        if key not in cache:
-            if len(cache) >= max_cached:
+        with lock:
+            if key in cache:
+                return cache[key]
+        image = load_image(key)  # outside the lock: decoding is the slow part
+        with lock:
+            while len(cache) >= max_cached:
                 cache.pop(next(iter(cache)))
-            cache[key] = load_image(key)
-        return cache[key]
+            cache[key] = image
+        return image
 
     return load
 
@@ -42,14 +52,16 @@ def evidence_hit(boxes: list[Box], evidence: list[Box], coverage: float = 0.9) -
 
 def evaluate_cropper(cropper, examples: list[Example], target=None, *, full: bool = False, coverage: float = 0.9,
                      weights: CostWeights | None = None, global_side: int = 1024, progress: bool = True,
-                     desc: str = "evaluate", load: Callable[[str], Any] | None = None) -> dict[str, Any]:
+                     desc: str = "evaluate", load: Callable[[str], Any] | None = None,
+                     groups: dict[str, str] | None = None) -> dict[str, Any]:
     """Measure `cropper` on `examples`; with `target` (a backend) also ask it and score the answers.
 
     Per item: the proposed boxes, whether the gate was right (crops proposed iff the item needs zoom),
     evidence hit (items that need zoom and have evidence), crop area. With `target`: the answer to the
     global view + those crops (the `policy` strategy; `low` when no crop), its score, visual tokens and the
     training reward; with `full=True` also the plain model's answer on the original image, for the ratio.
-    Returns `{"summary": {...}, "rows": [...]}`.
+    `groups` maps item ids to a group name (e.g. the item's `kind`): the summary then also holds
+    `by_group`, one summary per group. Returns `{"summary": {...}, "rows": [...]}`.
     """
     from tqdm.auto import tqdm
 
@@ -70,10 +82,16 @@ def evaluate_cropper(cropper, examples: list[Example], target=None, *, full: boo
             "area": sum(b.area for b in boxes),
             "hit": evidence_hit(boxes, e.evidence, coverage) if e.needs_zoom and e.evidence else None,
         }
+        if groups is not None:
+            row["group"] = groups.get(e.item_id)
         if wrapper is not None:
             row.update(_ask(wrapper, image, e, boxes, weights, full))
         rows.append(row)
-    return {"summary": summarize(rows), "rows": rows}
+    summary = summarize(rows)
+    if groups is not None:
+        names = sorted({str(r["group"]) for r in rows})
+        summary["by_group"] = {n: summarize([r for r in rows if str(r["group"]) == n]) for n in names}
+    return {"summary": summary, "rows": rows}
 
 
 def _ask(wrapper, image, e: Example, boxes: list[Box], weights: CostWeights, full: bool) -> dict[str, Any]:

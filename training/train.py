@@ -99,6 +99,7 @@ def train(data: str | Path, backend, out: str | Path, config: TrainConfig | None
     examples = make_examples(train_items, policy.candidate_boxes)
     load = image_loader()
     images = ImageStore(policy, load)
+    images.prefetch([e.image_key for e in examples], progress=config.progress)
     log = MetricsLog(out / METRICS, stage, done_steps)
 
     if stage == "sft":
