@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                           "openai-compatible:http://HOST:PORT/v1#MODEL")
     ask.add_argument("--strategy", choices=STRATEGIES, default="tool")
     ask.add_argument("--policy", "--cropper", dest="cropper", default=None,
-                     help="cropper for --strategy policy: policy (the bundled one, default), policy:DIR, text-regions, grid, grid:N, awares9")
+                     help="cropper for --strategy policy: text-regions (default), policy (the bundled one), policy:DIR, grid, grid:N, awares9")
     ask.add_argument("--budget", type=int, default=None, help="visual-token budget per question")
     ask.add_argument("--global-side", type=int, default=1024, help="long side of the global view in px")
     ask.add_argument("--max-rounds", type=int, default=3, help="zoom rounds for --strategy tool")

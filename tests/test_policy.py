@@ -32,7 +32,7 @@ QUESTIONS = ["What is written on the green sign?", "What is the total?", "Read t
 
 
 def tiny_config(**overrides) -> PolicyConfig:
-    base = dict(backbone="test_efficientnet", image_size=96, dim=32, hidden=64, encoder="hash")
+    base = dict(backbone="test_efficientnet", image_size=96, dim=32, hidden=64, encoder="hash", refine=True)
     return PolicyConfig(**{**base, **overrides})
 
 

@@ -6,6 +6,7 @@ into targets by `training.examples`.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Callable
@@ -28,6 +29,7 @@ class SFTConfig:
     gate_weight: float = 1.0
     crop_weight: float = 1.0
     box_weight: float = 2.0
+    warmup: float = 0.05  # share of the steps with a linear learning-rate warm-up; then cosine decay to 0
     seed: int = 0
 
 
@@ -111,6 +113,11 @@ def train_sft(policy, examples: list[Example], images: ImageStore, config: SFTCo
     optimizer = optimizer or torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = (len(examples) + config.batch_size - 1) // config.batch_size
     total = config.epochs * steps_per_epoch
+    warmup = max(1, int(config.warmup * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, i / total))))
+    for _ in range(start_step):  # resuming: the learning rate continues where the checkpoint stopped
+        schedule.step()
     bar = _bar(total, "SFT", progress, initial=start_step)
     step = 0
     policy.train()
@@ -127,8 +134,9 @@ def train_sft(policy, examples: list[Example], images: ImageStore, config: SFTCo
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             optimizer.step()
+            schedule.step()
             if log is not None:
-                log({"stage": "sft", "step": step, "epoch": epoch, **parts})
+                log({"stage": "sft", "step": step, "epoch": epoch, "lr": schedule.get_last_lr()[0], **parts})
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss']:.3f}")
     bar.close()
