@@ -114,10 +114,12 @@ def train_sft(policy, examples: list[Example], images: ImageStore, config: SFTCo
     steps_per_epoch = (len(examples) + config.batch_size - 1) // config.batch_size
     total = config.epochs * steps_per_epoch
     warmup = max(1, int(config.warmup * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, i / total))))
-    for _ in range(start_step):  # resuming: the learning rate continues where the checkpoint stopped
-        schedule.step()
+
+    def lr_factor(i: int) -> float:
+        i += start_step  # resuming: the learning rate continues where the checkpoint stopped
+        return min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, i / total)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     bar = _bar(total, "SFT", progress, initial=start_step)
     step = 0
     policy.train()
