@@ -32,7 +32,7 @@ def test_the_bundled_policy_is_shipped_small_and_in_safetensors():
 def test_the_bundled_policy_is_selectable_by_name(bundled):
     assert isinstance(make_cropper("policy"), CropPolicy)
     assert bundled.config.k >= 1
-    # Not the default while text-regions does better on held-out data (see cropper.wrapper.make_cropper).
+    # Not the default while it is not clearly better than text-regions (see cropper.wrapper.make_cropper).
     assert not isinstance(make_cropper(None), CropPolicy)
 
 
