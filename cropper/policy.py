@@ -252,7 +252,7 @@ class CropPolicy(nn.Module):
         """The top-`k` crops for `question` (default `config.k`), or [] when the gate says none is needed.
 
         Crops are taken best first, skipping any that overlaps a chosen one by more than `config.nms_iou`.
-        With `mass` (default `config.mass`; 0 or None: exactly `k`), fewer than `k` when the chosen crops
+        With `mass` (default `config.mass`; pass 0 for exactly `k`), fewer than `k` when the chosen crops
         already hold that share of the softmax over candidates (see `PolicyConfig.mass`).
         `budget` (visual tokens for the crops) applies when a token model is given (here or as
         `self.token_model`): a crop whose cost, at full resolution capped at `self.crop_side`, would take
@@ -331,7 +331,6 @@ class CropPolicy(nn.Module):
             raise PolicyLoadError(f"{weights_path}: contents do not match the sha256 recorded in {CONFIG_NAME} "
                                   "(the file was changed or is corrupt); re-save or re-download the policy")
         raw.setdefault("fine_dim", 0)  # saved before FineCues existed: those policies have none
-        raw.setdefault("mass", None)
         known = {f.name for f in dataclasses.fields(PolicyConfig)}
         unknown = sorted(set(raw) - known)
         if unknown:
