@@ -21,10 +21,14 @@ def __getattr__(name: str):
         from . import policy
 
         return getattr(policy, name)
+    if name in ("compare", "Comparison"):
+        from . import ab  # pulls in numpy statistics and the training package's judge on first use
+
+        return getattr(ab, name)
     raise AttributeError(f"module 'cropper' has no attribute {name!r}")
 
 __all__ = [
-    "AWARES9", "FULL", "STRATEGIES", "Answer", "Box", "CropPolicy", "Cropper", "PolicyConfig", "GridCropper", "ImageError", "TextRegionCropper",
-    "TokenModel", "View", "ZoomWrapper", "crop_set", "global_view", "grid", "load_image", "make_cropper",
+    "AWARES9", "FULL", "STRATEGIES", "Answer", "Box", "Comparison", "CropPolicy", "Cropper", "PolicyConfig", "GridCropper", "ImageError", "TextRegionCropper",
+    "TokenModel", "View", "ZoomWrapper", "compare", "crop_set", "global_view", "grid", "load_image", "make_cropper",
     "multiscale", "render", "token_model_for", "visual_tokens", "__version__",
 ]
