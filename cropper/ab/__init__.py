@@ -6,10 +6,10 @@
 """
 
 from .pricing import DEFAULT_PRICES, Price, load_prices
-from .results import ResultsFile, read_results
+from .results import ROW_FIELDS, ResultsFile, read_results
 from .runner import Comparison, compare, parse_strategies
 from .stats import mcnemar, paired_bootstrap, percentile, wilson_interval
 from .summary import summarize
 
-__all__ = ["Comparison", "DEFAULT_PRICES", "Price", "ResultsFile", "compare", "load_prices", "mcnemar",
+__all__ = ["ROW_FIELDS", "Comparison", "DEFAULT_PRICES", "Price", "ResultsFile", "compare", "load_prices", "mcnemar",
            "paired_bootstrap", "parse_strategies", "percentile", "read_results", "summarize", "wilson_interval"]

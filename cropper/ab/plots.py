@@ -52,7 +52,7 @@ def accuracy_vs_tokens(summary: dict[str, Any]) -> bytes:
               if s.get("accuracy") is not None and s.get("mean_visual_tokens") is not None]
     for name, x, y in points:
         low, high = summary["strategies"][name]["accuracy_ci95"]
-        ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt="o", ms=9, capsize=4, color=colour(name), label=name)
+        ax.errorbar([x], [y], yerr=[[max(0.0, y - low)], [max(0.0, high - y)]], fmt="o", ms=9, capsize=4, color=colour(name), label=name)
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(8, 6), fontsize=10)
     front = sorted((p for p in points if p[0] in pareto_front(points)), key=lambda p: p[1])
     if len(front) > 1:
@@ -76,7 +76,7 @@ def latency_distribution(rows: Sequence[dict[str, Any]], strategies: Sequence[st
     figure = _figure()
     ax = figure.add_subplot()
     data = [[r["latency_s"] for r in rows if r["strategy"] == s and r.get("latency_s") is not None] for s in strategies]
-    shown = [(s, d) for s, d in zip(strategies, data) if d]
+    shown = [(s, d) for s, d in zip(strategies, data, strict=True) if d]
     if shown:
         ax.boxplot([d for _, d in shown], showfliers=False, widths=0.5)
         ax.set_xticks(range(1, len(shown) + 1), [s for s, _ in shown])

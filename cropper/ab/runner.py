@@ -160,7 +160,7 @@ def compare(
                           max_rounds=max_rounds, **backend_options)
     target = wrapper._backend_for_ask()
     wrapper._token_model = wrapper.token_model_for(target)  # count on the real backend, not the proxies
-    local = not hasattr(target, "async_client")
+    local = not hasattr(type(target), "async_client")  # HTTP backends have an async client; local ones not
     workers = concurrency or (1 if local else _API_CONCURRENCY)
 
     results = ResultsFile(out / RESULTS_FILE)
@@ -273,7 +273,9 @@ class _Runner:
     def run_concurrent(self, jobs, workers: int, use_async: bool) -> None:
         async def main() -> None:
             loop = asyncio.get_running_loop()
-            loop.set_default_executor(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compare"))
+            # Our own pool: the loop's default executor must stay free, because the async SDKs use it (e.g.
+            # openai runs platform probes through it) while our threads block on their requests.
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compare")
             if use_async:
                 from ..wrapper import LoopBridge
 
@@ -287,9 +289,12 @@ class _Runner:
 
             async def one(item, todo) -> None:
                 async with gate:
-                    await asyncio.to_thread(self.run_item, item, todo, metered)
+                    await loop.run_in_executor(pool, self.run_item, item, todo, metered)
 
-            await asyncio.gather(*(one(item, todo) for item, todo in jobs))
+            try:
+                await asyncio.gather(*(one(item, todo) for item, todo in jobs))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
 
         try:
             asyncio.get_running_loop()
@@ -322,6 +327,7 @@ class _Runner:
             self.results.append(row)
             if self.bar is not None:
                 self.bar.update(1)
+            self._give_up_if_dead()  # after the write: the failed line is kept like any other
         elapsed = time.perf_counter() - started
         with self._lock:
             self.item_seconds += elapsed
@@ -359,12 +365,16 @@ class _Runner:
         with self._lock:
             if message is None:
                 self._consecutive_errors = 0
-                return
-            self._consecutive_errors += 1
-            self._last_error = message
-            if self.max_errors and self._consecutive_errors >= self.max_errors:
-                raise BackendGaveUp(f"stopping: the last {self._consecutive_errors} answers all failed "
-                                    f"(latest: {message}); finished results are kept, rerun to resume")
+            else:
+                self._consecutive_errors += 1
+                self._last_error = message
+
+    def _give_up_if_dead(self) -> None:
+        with self._lock:
+            failed, message = self._consecutive_errors, self._last_error
+        if self.max_errors and failed >= self.max_errors:
+            raise BackendGaveUp(f"stopping: the last {failed} answers all failed (latest: {message}); finished "
+                                "results are kept, rerun to resume")
 
     def _cropper_thread_seconds(self) -> float:
         cropper = self.wrapper._cropper

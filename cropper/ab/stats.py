@@ -59,8 +59,8 @@ def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict[str, f
     """
     if len(a_correct) != len(b_correct):
         raise ValueError(f"paired samples differ in length: {len(a_correct)} vs {len(b_correct)}")
-    a_only = sum(1 for x, y in zip(a_correct, b_correct) if x and not y)
-    b_only = sum(1 for x, y in zip(a_correct, b_correct) if y and not x)
+    a_only = sum(1 for x, y in zip(a_correct, b_correct, strict=True) if x and not y)
+    b_only = sum(1 for x, y in zip(a_correct, b_correct, strict=True) if y and not x)
     n = a_only + b_only
     if n == 0:
         return {"a_only": 0, "b_only": 0, "p": 1.0}
