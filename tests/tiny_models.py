@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from training.chat_templates import QWEN_VL_TOOL_TEMPLATE
+
 #: Qwen2.5-VL's control tokens, in the order they get ids 0.. in the tiny vocabulary.
 SPECIAL_TOKENS = (
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
@@ -20,54 +22,8 @@ SPECIAL_TOKENS = (
 #: Added but not special (as in Qwen2.5): decoding with skip_special_tokens keeps them, so tool calls survive.
 TOOL_TOKENS = ("<tool_call>", "</tool_call>")
 
-#: A compact chat template in the style of Qwen3-VL's: Qwen2.5's tools block in the system prompt, assistant
-#: `tool_calls` as <tool_call> JSON, runs of role "tool" messages as one user turn of <tool_response> blocks,
-#: and image placeholders for image items in any role (so tool results can carry crops).
-TOOL_CHAT_TEMPLATE = r"""
-{%- macro render(content) -%}
-  {%- if content is string -%}{{ content }}
-  {%- else -%}
-    {%- for item in content -%}
-      {%- if item.type == 'image' or 'image' in item or 'image_url' in item -%}<|vision_start|><|image_pad|><|vision_end|>
-      {%- elif item.type == 'video' or 'video' in item -%}<|vision_start|><|video_pad|><|vision_end|>
-      {%- elif 'text' in item -%}{{ item.text }}
-      {%- endif -%}
-    {%- endfor -%}
-  {%- endif -%}
-{%- endmacro -%}
-{%- if tools -%}
-  {{- '<|im_start|>system\n' -}}
-  {%- if messages[0].role == 'system' -%}{{- render(messages[0].content) + '\n\n' -}}
-  {%- else -%}{{- 'You are a helpful assistant.\n\n' -}}
-  {%- endif -%}
-  {{- '# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>' -}}
-  {%- for tool in tools -%}{{- '\n' + (tool | tojson) -}}{%- endfor -%}
-  {{- '\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n' -}}
-{%- elif messages[0].role == 'system' -%}
-  {{- '<|im_start|>system\n' + render(messages[0].content) + '<|im_end|>\n' -}}
-{%- else -%}
-  {{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' -}}
-{%- endif -%}
-{%- for message in messages -%}
-  {%- if message.role == 'system' and loop.first -%}
-  {%- elif message.role == 'tool' -%}
-    {%- if loop.first or messages[loop.index0 - 1].role != 'tool' -%}{{- '<|im_start|>user' -}}{%- endif -%}
-    {{- '\n<tool_response>\n' + render(message.content) + '\n</tool_response>' -}}
-    {%- if loop.last or messages[loop.index0 + 1].role != 'tool' -%}{{- '<|im_end|>\n' -}}{%- endif -%}
-  {%- else -%}
-    {{- '<|im_start|>' + message.role + '\n' + render(message.content) -}}
-    {%- for call in message.tool_calls or [] -%}
-      {%- set fn = call.function if call.function is defined else call -%}
-      {%- if message.content or not loop.first -%}{{- '\n' -}}{%- endif -%}
-      {{- '<tool_call>\n{"name": "' + fn.name + '", "arguments": ' -}}
-      {{- fn.arguments if fn.arguments is string else fn.arguments | tojson -}}
-      {{- '}\n</tool_call>' -}}
-    {%- endfor -%}
-    {{- '<|im_end|>\n' -}}
-  {%- endif -%}
-{%- endfor -%}
-{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}
-"""
+#: The tool-aware template (Qwen3-VL style) a tool-trained checkpoint is saved with; see training.chat_templates.
+TOOL_CHAT_TEMPLATE = QWEN_VL_TOOL_TEMPLATE
 
 #: Behaves like the template shipped with Qwen2.5-VL-Instruct: text and images only. It ignores `tools`,
 #: drops `tool_calls` and prints role "tool" turns verbatim (what `TransformersBackend` must work around).

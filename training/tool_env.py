@@ -55,13 +55,15 @@ class ZoomEnvironment:
         self.crops: list[Any] = []
         self.errors: list[str] = []
 
-    def reset(self, image: Any = None, **row: Any) -> None:
-        """Load this rollout's full-resolution image (the dataset row's `image`: a path or a PIL image)."""
-        if image is None:
-            raise ValueError("the dataset row has no `image` for the zoom environment")
-        if isinstance(image, list):  # TRL's vision datasets carry an `images` list; a row may reuse it
-            image = image[0]
-        self.image = load_image(image)
+    def reset(self, full_image: Any = None, image: Any = None, **row: Any) -> None:
+        """Load this rollout's full-resolution image: the row's `full_image` (a path or PIL image), else `image`.
+
+        (GRPO rows keep the low-res global view in TRL's `images` column and the original in `full_image`.)
+        """
+        source = full_image if full_image is not None else image
+        if source is None:
+            raise ValueError("the dataset row has no `full_image` (or `image`) for the zoom environment")
+        self.image = load_image(source)
         self.crops = []
         self.errors = []
         return None
@@ -155,10 +157,14 @@ def completion_answer(completion: Any) -> str:
     return ""
 
 
-def tool_answer_reward(completions: Sequence[Any], answers: Sequence[Sequence[str]], metric: str = "auto",
-                       **_: Any) -> list[float]:
-    """The judge's score (0..1) of each completion's final answer against its item's answers."""
-    return [score(completion_answer(c), refs, metric) for c, refs in zip(completions, answers, strict=True)]
+def tool_answer_reward(completions: Sequence[Any], answers: Sequence[Sequence[str]],
+                       metric: str | Sequence[str] = "auto", **_: Any) -> list[float]:
+    """The judge's score (0..1) of each completion's final answer against its item's answers.
+
+    `metric` is one judge metric for all, or one per completion (TRL passes a dataset's `metric` column so).
+    """
+    metrics = [metric] * len(completions) if isinstance(metric, str) else list(metric)
+    return [score(completion_answer(c), refs, m) for c, refs, m in zip(completions, answers, metrics, strict=True)]
 
 
 def tool_cost_reward(completions: Sequence[Any], needs_zoom: Sequence[bool], environments: Sequence[Any] | None = None,
