@@ -148,3 +148,18 @@ def test_bad_stage_and_missing_model_are_clear_errors(tmp_path):
         train_tool("hf:/nowhere", data, tmp_path / "run", ToolTrainConfig(stage="rl"))
     with pytest.raises(FileNotFoundError, match="model folder not found: /nowhere"):
         train_tool("hf:/nowhere", data, tmp_path / "run", ToolTrainConfig(device="cpu"))
+
+
+def test_cli_train_tool_sft_stage(base, tmp_path, capsys):
+    from cropper.cli import main
+
+    data = _dataset(tmp_path / "d", 2)
+    assert main(["train-tool", "--model", f"hf:{base}", "--data", str(data), "--out", str(tmp_path / "run"),
+                 "--stage", "sft", "--sft-steps", "2", "--batch-size", "1", "--grad-accum", "1", "--device", "cpu",
+                 "--global-side", "512"]) == 0
+    assert "trained model:" in capsys.readouterr().out
+    assert (tmp_path / "run" / "final" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "run" / "tool_train_config.json").read_text())["sft_steps"] == 2
+    assert main(["train-tool", "--model", "hf:/nowhere", "--data", str(data), "--out", str(tmp_path / "x"),
+                 "--device", "cpu"]) == 2
+    assert "model folder not found" in capsys.readouterr().err
