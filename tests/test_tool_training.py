@@ -163,3 +163,28 @@ def test_cli_train_tool_sft_stage(base, tmp_path, capsys):
     assert main(["train-tool", "--model", "hf:/nowhere", "--data", str(data), "--out", str(tmp_path / "x"),
                  "--device", "cpu"]) == 2
     assert "model folder not found" in capsys.readouterr().err
+
+
+def test_interrupted_sft_resumes_from_its_checkpoint(base, tmp_path):
+    data = _dataset(tmp_path / "d", 2)
+    first = ToolTrainConfig(stage="sft", sft_steps=2, batch_size=1, grad_accum=1, sft_lr=1e-3, global_side=512,
+                            device="cpu", save_steps=2)
+    train_tool(f"hf:{base}", data, tmp_path / "run", first, progress=False)  # stops after step 2 (a "crash")
+    assert (tmp_path / "run" / "sft" / "checkpoint-2").is_dir()
+    longer = ToolTrainConfig(**{**first.__dict__, "sft_steps": 4})
+    train_tool(f"hf:{base}", data, tmp_path / "run", longer, progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+             if '"loss"' in line and '"stage": "sft"' in line]
+    assert steps == [1, 2, 3, 4]  # the rerun went on from step 3, it did not start over
+
+
+def test_lora_training_saves_a_merged_plain_checkpoint(base, tmp_path):
+    data = _dataset(tmp_path / "d", 2)
+    config = ToolTrainConfig(stage="sft", sft_steps=2, batch_size=1, grad_accum=1, sft_lr=1e-2, global_side=512,
+                             device="cpu", lora=True, lora_r=4, save_steps=100)
+    final = train_tool(f"hf:{base}", data, tmp_path / "run", config, progress=False)
+    assert not (final / "adapter_config.json").exists()
+    tuned = AutoModelForImageTextToText.from_pretrained(final)
+    original = dict(AutoModelForImageTextToText.from_pretrained(base).named_parameters())
+    changed = [n for n, p in tuned.named_parameters() if not torch.equal(original[n], p)]
+    assert changed and all(any(m in n for m in ("q_proj", "k_proj", "v_proj", "o_proj")) for n in changed)

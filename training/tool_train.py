@@ -149,7 +149,7 @@ def _peft_config(config: ToolTrainConfig):
         return None
     from backends.base import require
 
-    peft = require("peft", "pip install peft")
+    peft = require("peft", "'cropper-vlm[lora]'")
     return peft.LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.05,
                            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
 

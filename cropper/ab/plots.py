@@ -100,9 +100,10 @@ def accuracy_by_group(summary: dict[str, Any]) -> bytes:
         values = [groups[g].get(name, {}).get("accuracy") or 0.0 for g in groups]
         ax.bar([i + j * width for i in range(len(groups))], values, width, label=name, color=colour(name))
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))], list(groups))
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.25)  # headroom so the legend row never covers a bar
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_ylabel("accuracy")
     ax.set_title(f"Accuracy by {summary.get('by')}")
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=9, loc="upper center", ncol=max(1, len(names)), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _png(figure)
