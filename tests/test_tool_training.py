@@ -188,3 +188,21 @@ def test_lora_training_saves_a_merged_plain_checkpoint(base, tmp_path):
     original = dict(AutoModelForImageTextToText.from_pretrained(base).named_parameters())
     changed = [n for n, p in tuned.named_parameters() if not torch.equal(original[n], p)]
     assert changed and all(any(m in n for m in ("q_proj", "k_proj", "v_proj", "o_proj")) for n in changed)
+
+
+def test_judge_labels_and_oracle_grounds_items_without_labels_or_boxes(tmp_path):
+    from training.tool_train import prepare_tool_items
+
+    data = make_dataset(tmp_path / "d", 3)
+    truth = {row["id"]: Box.from_list(row["evidence"][0]) for row in map(json.loads, data.read_text().splitlines())}
+    rows = [{k: v for k, v in json.loads(line).items() if k != "evidence"} for line in data.read_text().splitlines()]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    items = read_dataset(data)
+    # The reader cannot read 26-px text from a 160-px view and can at full resolution: every item needs zoom.
+    judge = ZoomWrapper("reader", strategy="low", global_side=160)
+    prepared, counts = prepare_tool_items(items, ToolTrainConfig(judge=True), judge, progress=False)
+    assert counts["zoom"] == 3 and counts["no_evidence"] == 0
+    for entry in prepared:
+        found, true = entry["evidence"][0], truth[entry["item"].id]
+        centre = ((found.x1 + found.x2) / 2, (found.y1 + found.y2) / 2)
+        assert true.x1 <= centre[0] <= true.x2 and true.y1 <= centre[1] <= true.y2, (found, true)  # OCR found the answer

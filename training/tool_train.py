@@ -230,9 +230,10 @@ def train_tool(model: str, data: str | os.PathLike, out: str | os.PathLike, conf
     device_args = _device_args(config)
     judge = None
     if config.judge:
-        from backends import load_backend
+        from cropper.wrapper import ZoomWrapper
 
-        judge = load_backend(f"hf:{start}")
+        # "low" means the global view this run trains with.
+        judge = ZoomWrapper(f"hf:{start}", strategy="low", global_side=config.global_side)
     prepared, counts = prepare_tool_items(items, config, judge, progress)
     (out / "prepare.json").write_text(json.dumps(counts, indent=2))
     if not prepared:
