@@ -236,15 +236,17 @@ def plot_metrics(metrics: Path, png: Path) -> Path | None:
     """SFT loss, and GRPO reward, accuracy and crop cost (smoothed), over steps, as one PNG."""
     if not metrics.exists():
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The object API, not pyplot + matplotlib.use("Agg"): switching the global backend would stop a
+    # notebook that calls `train` from showing its own figures afterwards.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     sft = [r for r in rows if r.get("stage") == "sft"]
     grpo = [r for r in rows if r.get("stage") == "grpo"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
     axes[0].set_title("SFT")
     if sft:
         steps = [r["step"] for r in sft]
@@ -261,7 +263,6 @@ def plot_metrics(metrics: Path, png: Path) -> Path | None:
         axes[1].legend()
     fig.tight_layout()
     fig.savefig(png, dpi=100)
-    plt.close(fig)
     return png
 
 
