@@ -1,4 +1,4 @@
-"""The `cropper` command line: `ask`, `demo`, `compare`, `train-tool`, and the policy commands `synth`, `train`, `bench`."""
+"""The `cropper` command line: `ask`, `demo`, `compare`, `serve`, `train-tool`, and the policy commands `synth`, `train`, `bench`."""
 
 from __future__ import annotations
 
@@ -35,11 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the built-in offline example with every strategy")
     demo.add_argument("--out", default="cropper-demo", help="folder for the scene and the crops picture")
 
-    from . import cli_compare, cli_train, cli_train_tool
+    from . import cli_compare, cli_serve, cli_train, cli_train_tool
 
     cli_train.add_parsers(sub)
     cli_compare.add_parser(sub)
     cli_train_tool.add_parser(sub)
+    cli_serve.add_parser(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             return cli_compare.run(args)
         if args.command == "train-tool":
             return cli_train_tool.run(args)
+        if args.command == "serve":
+            return cli_serve.run(args)
         return cli_train.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -234,10 +234,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a broken script or responder: say so instead of dropping the connection
             status, extra = 500, {"x-should-retry": "false"}
             payload = fake._error_body(500, f"fake server error: {type(exc).__name__}: {exc}")
-        data = json.dumps(payload).encode()
+        # A payload already in bytes (e.g. a scripted server-sent-events stream) goes out as it is.
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        extra = {k.lower(): v for k, v in extra.items()}
         try:
             self.send_response(status)
-            self.send_header("content-type", "application/json")
+            self.send_header("content-type", extra.pop("content-type", "application/json"))
             self.send_header("content-length", str(len(data)))
             for key, value in extra.items():
                 self.send_header(key, value)

@@ -1,0 +1,373 @@
+"""`cropper serve`: an OpenAI-compatible HTTP proxy that zooms the images in chat completion requests.
+
+    cropper serve --upstream openai:gpt-4.1-mini --strategy tool --port 8000
+    # then, from any language: POST http://127.0.0.1:8000/v1/chat/completions (the OpenAI API)
+
+A request with an image (the last image of the last user message that has one) is answered through
+`ZoomWrapper`: the upstream model sees the global view plus only the crops the strategy picks, and the
+response is a normal ChatCompletion whose `usage` reports what was spent, plus a `cropper` field (the
+crops, visual tokens used and saved). A request without images goes upstream untouched (byte for byte to an
+OpenAI-compatible upstream, streaming included). Endpoints: `POST /v1/chat/completions`, `GET /v1/models`,
+`GET /healthz`, `GET /metrics` (Prometheus text).
+
+The upstream key comes from the server's environment (`OPENAI_API_KEY`, ...) and never appears in a response
+or a log line. Clients authenticate to the proxy with `--api-key` (Bearer) when one is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from backends.base import BackendError
+
+from .metrics import Metrics
+from .remote_images import RemoteImageError, inline_remote_images
+
+__all__ = ["ServeConfig", "create_app"]
+
+logger = logging.getLogger("cropper.serve")
+
+#: Request fields passed on to the upstream model for zoomed requests (the rest are the proxy's business).
+FORWARDED_OPTIONS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop",
+                     "frequency_penalty", "presence_penalty")
+
+
+@dataclass
+class ServeConfig:
+    """Settings of the proxy (the CLI flags of `cropper serve`)."""
+
+    upstream: str = "reader"
+    strategy: str = "policy"
+    cropper: str | None = None
+    budget: int | None = None
+    global_side: int = 1024
+    max_rounds: int = 3
+    api_key: str | None = None
+    max_body_bytes: int = 32 * 1024 * 1024
+    timeout_s: float = 120.0
+    max_concurrency: int = 8
+    max_queue: int = 64
+    allow_remote_images: bool = False
+    remote_image_max_bytes: int = 20 * 1024 * 1024
+    remote_image_timeout_s: float = 10.0
+    upstream_options: dict[str, Any] = field(default_factory=dict)
+
+
+class ProxyError(Exception):
+    """An error answered in OpenAI's error JSON shape."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code, self.headers = status, message, kind, code, headers or {}
+
+
+class Gate:
+    """At most `limit` requests answered at once and `queue` waiting; beyond that, 429 at once."""
+
+    def __init__(self, limit: int, queue: int):
+        self.limit, self.queue = limit, queue
+        self.active = self.waiting = 0
+        self._condition = asyncio.Condition()
+
+    async def __aenter__(self) -> Gate:
+        async with self._condition:
+            if self.active >= self.limit:
+                if self.waiting >= self.queue:
+                    raise ProxyError(429, "the proxy is at capacity; retry shortly", "rate_limit_error",
+                                     "proxy_saturated", {"Retry-After": "1"})
+                self.waiting += 1
+                try:
+                    await self._condition.wait_for(lambda: self.active < self.limit)
+                finally:
+                    self.waiting -= 1
+            self.active += 1
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        async with self._condition:
+            self.active -= 1
+            self._condition.notify()
+
+
+def _error_response(error: ProxyError):
+    from starlette.responses import JSONResponse
+
+    body = {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.code}}
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+class Proxy:
+    """The proxy's state: the upstream backends (one per model), the wrapper, the gate and the metrics."""
+
+    def __init__(self, config: ServeConfig):
+        from backends import load_backend
+
+        from ..wrapper import ZoomWrapper
+
+        self.config = config
+        self.metrics = Metrics()
+        self.gate: Gate | None = None  # made on the server's event loop (startup)
+        self.default_backend = load_backend(config.upstream, **config.upstream_options)
+        self.kind = config.upstream.partition(":")[0].strip().lower()
+        self.default_model = getattr(self.default_backend, "model", None) or config.upstream
+        self._backends = {self.default_model: self.default_backend}
+        self.wrapper = ZoomWrapper(self.default_backend, strategy=config.strategy, cropper=config.cropper,
+                                   budget=config.budget, global_side=config.global_side, max_rounds=config.max_rounds)
+        self._http = None
+
+    # --- upstream -----------------------------------------------------------------------------------------
+
+    def backend_for(self, model: str | None):
+        """The upstream backend for the request's model (the configured one for the reader / hf)."""
+        if not model or model == self.default_model or self.kind in ("reader", "hf"):
+            return self.default_backend
+        if model not in self._backends:
+            from backends import load_backend
+
+            spec = {"openai": f"openai:{model}", "anthropic": f"anthropic:{model}",
+                    "openai-compatible": f"{self.config.upstream.split('#')[0]}#{model}"}[self.kind]
+            self._backends[model] = load_backend(spec, **self.config.upstream_options)
+        return self._backends[model]
+
+    @property
+    def raw_passthrough(self) -> bool:
+        return self.kind in ("openai", "openai-compatible")
+
+    def http(self):
+        import httpx
+
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.config.timeout_s)
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    # --- handlers -----------------------------------------------------------------------------------------
+
+    async def completions(self, request):
+        started = time.perf_counter()
+        self.metrics.in_flight += 1
+        try:
+            self._check_auth(request)
+            body = await self._read_json(request)
+            async with self.gate:
+                response = await self._answer(body)
+        except ProxyError as error:
+            self.metrics.error(error.status)
+            response = _error_response(error)
+        finally:
+            self.metrics.in_flight -= 1
+            self.metrics.latency(time.perf_counter() - started)
+        return response
+
+    def _check_auth(self, request) -> None:
+        if not self.config.api_key:
+            return
+        header = request.headers.get("authorization", "")
+        if header != f"Bearer {self.config.api_key}":
+            raise ProxyError(401, "invalid or missing API key for this proxy (Authorization: Bearer ...)",
+                             "invalid_request_error", "invalid_api_key")
+
+    async def _read_json(self, request) -> dict[str, Any]:
+        cap = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > cap:
+            raise ProxyError(413, f"request body of {int(declared):,} bytes is over this proxy's {cap:,}-byte cap")
+        data = bytearray()
+        async for chunk in request.stream():
+            data.extend(chunk)
+            if len(data) > cap:
+                raise ProxyError(413, f"request body is over this proxy's {cap:,}-byte cap")
+        try:
+            body = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProxyError(400, f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            raise ProxyError(400, "a chat completion needs a non-empty `messages` list")
+        return body
+
+    async def _answer(self, body: dict[str, Any]):
+        from backends.openai_wire import from_openai_messages
+
+        from ..dropin import _split
+
+        messages = body["messages"]
+        try:
+            await asyncio.to_thread(inline_remote_images, messages, self.config.allow_remote_images,
+                                    self.config.remote_image_max_bytes, self.config.remote_image_timeout_s)
+            neutral = from_openai_messages(messages)
+            split = _split(neutral)
+        except (RemoteImageError, ValueError, KeyError, TypeError) as exc:
+            raise ProxyError(400, f"cannot read the request's messages: {exc}") from None
+        if split is None:
+            self.metrics.request("passthrough")
+            if self.raw_passthrough:
+                return await self._forward(body)
+            return await self._generate(body, neutral)
+        self.metrics.request("zoomed")
+        return await self._zoom(body, *split)
+
+    async def _forward(self, body: dict[str, Any]):
+        """The request, unchanged, to an OpenAI-compatible upstream; its answer (or stream) back as it is."""
+        import httpx
+        from starlette.responses import Response, StreamingResponse
+
+        backend = self.default_backend
+        base = (backend.base_url or "https://api.openai.com/v1").rstrip("/")
+        headers = {"content-type": "application/json", "authorization": f"Bearer {backend._api_key}"}
+        client = self.http()
+        upstream = client.build_request("POST", f"{base}/chat/completions", content=json.dumps(body), headers=headers)
+        try:
+            reply = await client.send(upstream, stream=bool(body.get("stream")))
+        except httpx.TimeoutException:
+            raise ProxyError(504, "the upstream model timed out", "upstream_error", "upstream_timeout") from None
+        except httpx.HTTPError as exc:
+            raise ProxyError(502, f"cannot reach the upstream model: {type(exc).__name__}", "upstream_error",
+                             "upstream_unreachable") from None
+        if reply.status_code >= 500:
+            await reply.aclose()
+            raise ProxyError(502, f"the upstream model failed with HTTP {reply.status_code}", "upstream_error",
+                             "upstream_error")
+        passed = {k: v for k, v in reply.headers.items() if k.lower() in ("content-type", "retry-after", "x-request-id")}
+        if body.get("stream") and reply.status_code == 200:
+            return StreamingResponse(reply.aiter_raw(), status_code=200, headers=passed,
+                                     background=_close_later(reply))
+        content = await reply.aread()
+        await reply.aclose()
+        return Response(content, status_code=reply.status_code, headers=passed)
+
+    async def _generate(self, body: dict[str, Any], neutral):
+        """A text-only request to a non-OpenAI upstream (reader, Anthropic, hf): one generate call."""
+        backend = self.backend_for(body.get("model"))
+        options = {k: body[k] for k in FORWARDED_OPTIONS if k in body}
+        reply = await self._call(lambda: backend.generate(neutral, **options))
+        usage = {"prompt_tokens": reply.usage.input_tokens or 0, "completion_tokens": reply.usage.output_tokens or 0}
+        return self._completion(body, reply.text, usage, None)
+
+    async def _zoom(self, body: dict[str, Any], prefix, image, question: str):
+        backend = self.backend_for(body.get("model"))
+        options = {k: body[k] for k in FORWARDED_OPTIONS if k in body}
+        answer = await self._call(lambda: self.wrapper.run(backend, image, question, prefix=prefix, options=options))
+        token_model = self.wrapper.token_model_for(backend)
+        full = token_model.count(image.width, image.height)
+        self.metrics.tokens(answer.visual_tokens, full)
+        extra = {**answer.to_dict(), "full_image_visual_tokens": full,
+                 "saved_visual_tokens": max(0, full - answer.visual_tokens)}
+        prompt = answer.input_tokens if answer.input_tokens is not None else answer.visual_tokens
+        completion = answer.output_tokens if answer.output_tokens is not None else len(answer.text.split())
+        return self._completion(body, answer.text, {"prompt_tokens": prompt, "completion_tokens": completion}, extra)
+
+    async def _call(self, fn):
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn), timeout=self.config.timeout_s)
+        except asyncio.TimeoutError:
+            raise ProxyError(504, f"no answer within the proxy's {self.config.timeout_s:g}s timeout", "upstream_error",
+                             "timeout") from None
+        except BackendError as exc:
+            status = exc.status
+            if status == 429:
+                raise ProxyError(429, "the upstream model is rate limited; retry shortly", "rate_limit_error",
+                                 "upstream_rate_limited", {"Retry-After": "1"}) from None
+            if status is not None and 400 <= status < 500:
+                raise ProxyError(status, f"the upstream model refused the request: {exc}", "invalid_request_error",
+                                 "upstream_rejected") from None
+            timed_out = "timed out" in str(exc).lower() or "timeout" in str(exc).lower()
+            raise ProxyError(504 if timed_out else 502, f"the upstream model failed: {exc}", "upstream_error",
+                             "upstream_error") from None
+        except (ValueError, OSError) as exc:  # an unreadable image, a bad crop request
+            raise ProxyError(400, str(exc)) from None
+
+    def _completion(self, body: dict[str, Any], text: str, usage: dict[str, int], extra: dict | None):
+        from starlette.responses import JSONResponse, StreamingResponse
+
+        usage = {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+        model = body.get("model") or self.default_model
+        ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if body.get("stream"):
+            return StreamingResponse(_sse_chunks(ident, created, model, text, usage, extra, body),
+                                     media_type="text/event-stream")
+        payload = {"id": ident, "object": "chat.completion", "created": created, "model": model,
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                                "logprobs": None, "finish_reason": "stop"}],
+                   "usage": usage}
+        if extra is not None:
+            payload["cropper"] = extra
+        return JSONResponse(payload)
+
+    async def models(self, request):
+        try:
+            self._check_auth(request)
+        except ProxyError as error:
+            return _error_response(error)
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"object": "list", "data": [
+            {"id": self.default_model, "object": "model", "created": 0, "owned_by": f"cropper:{self.kind}"}]})
+
+
+async def _sse_chunks(ident, created, model, text, usage, extra, body):
+    def chunk(delta, finish=None, **more):
+        payload = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **more}
+        return f"data: {json.dumps(payload)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for start in range(0, len(text), 64):  # the answer is complete; chunks keep streaming clients' code paths
+        yield chunk({"content": text[start:start + 64]})
+    final = {"cropper": extra} if extra is not None else {}
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield chunk({}, "stop", **final)
+        yield f"data: {json.dumps({'id': ident, 'object': 'chat.completion.chunk', 'created': created, 'model': model, 'choices': [], 'usage': usage})}\n\n"
+    else:
+        yield chunk({}, "stop", **final)
+    yield "data: [DONE]\n\n"
+
+
+def _close_later(reply):
+    from starlette.background import BackgroundTask
+
+    return BackgroundTask(reply.aclose)
+
+
+def create_app(config: ServeConfig | None = None):
+    """The Starlette application (run it with uvicorn, or `cropper serve`)."""
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    config = config or ServeConfig()
+    proxy = Proxy(config)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        proxy.gate = Gate(config.max_concurrency, config.max_queue)
+        logger.info("cropper serve: upstream %s, strategy %s", proxy.default_backend, config.strategy)
+        yield
+        await proxy.close()
+
+    async def healthz(request):
+        return JSONResponse({"status": "ok", "upstream": proxy.kind, "strategy": config.strategy})
+
+    async def metrics(request):
+        return PlainTextResponse(proxy.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app = Starlette(routes=[
+        Route("/v1/chat/completions", proxy.completions, methods=["POST"]),
+        Route("/chat/completions", proxy.completions, methods=["POST"]),
+        Route("/v1/models", proxy.models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ], lifespan=lifespan)
+    app.state.proxy = proxy
+    return app

@@ -1,0 +1,220 @@
+"""`cropper serve` on 127.0.0.1, driven by the real `openai` SDK (sync, async, streaming), in front of the
+reader and in front of a loopback fake OpenAI upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+from fake_servers import FakeOpenAIServer, images_in_openai_request
+from PIL import Image, ImageDraw
+
+from cropper.serve import ServeConfig, create_app
+from cropper.serve.remote_images import RemoteImageError, check_public_host
+from training.scenes import font
+
+
+class RunningProxy:
+    """The proxy served by uvicorn in a thread, on a free loopback port."""
+
+    def __init__(self, config: ServeConfig):
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> RunningProxy:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the proxy did not start"
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.root = f"http://127.0.0.1:{port}"
+        self.url = f"{self.root}/v1"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def page(value: str = "K4521", key: str = "invoice", size=(900, 600)) -> str:
+    image = Image.new("RGB", size, "white")
+    ImageDraw.Draw(image).text((520, 420), f"{key.title()}: {value}", fill="black", font=font(26))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def noise(side: int = 400) -> str:
+    import numpy as np
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (side, side, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")  # noise does not compress: about 3 bytes per pixel
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def ask(question: str, url: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "text", "text": question}, {"type": "image_url", "image_url": {"url": url}}]}]
+
+
+READER = dict(upstream="reader", strategy="tool", global_side=160)
+
+
+def test_reader_upstream_zooms_and_answers_sync_async_and_streaming():
+    with RunningProxy(ServeConfig(**READER)) as proxy:
+        client = openai.OpenAI(base_url=proxy.url, api_key="unused", max_retries=0)
+        response = client.chat.completions.create(model="reader", messages=ask("What is the invoice?", page()))
+        assert response.choices[0].message.content == "K4521"
+        extra = response.model_extra["cropper"]
+        assert extra["crops"] and extra["visual_tokens"] < extra["full_image_visual_tokens"]
+        assert response.usage.prompt_tokens == extra["visual_tokens"] and response.usage.total_tokens > 0
+
+        async def go():
+            async_client = openai.AsyncOpenAI(base_url=proxy.url, api_key="unused", max_retries=0)
+            return await async_client.chat.completions.create(model="reader", messages=ask("What is the invoice?", page("M4037")))
+
+        assert asyncio.run(go()).choices[0].message.content == "M4037"
+        stream = client.chat.completions.create(model="reader", messages=ask("What is the invoice?", page("H9052")),
+                                                stream=True, stream_options={"include_usage": True})
+        chunks = list(stream)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "H9052"
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+        assert chunks[-1].usage.total_tokens > 0
+        text_only = client.chat.completions.create(model="reader", messages=[{"role": "user", "content": "hello"}])
+        assert text_only.choices[0].message.content  # the reader says it cannot tell; a normal completion
+        metrics = httpx.get(f"{proxy.root}/metrics").text
+        assert 'cropper_requests_total{kind="zoomed"} 3' in metrics
+        assert 'cropper_requests_total{kind="passthrough"} 1' in metrics
+        saved = next(line for line in metrics.splitlines() if line.startswith("cropper_visual_tokens_saved_total"))
+        assert int(saved.split()[-1]) > 0
+        assert httpx.get(f"{proxy.root}/healthz").json()["status"] == "ok"
+
+
+def test_openai_upstream_gets_a_global_view_and_crops_within_budget_and_text_passes_through():
+    with FakeOpenAIServer(default={"text": "K4521", "usage": {"input_tokens": 321, "output_tokens": 2}},
+                          expected_key="sk-upstream-secret") as upstream:
+        config = ServeConfig(upstream=f"openai-compatible:{upstream.url}#qwen2.5-vl-7b", strategy="policy",
+                             cropper="grid:2", budget=1500, global_side=512,
+                             upstream_options={"api_key": "sk-upstream-secret"})
+        with RunningProxy(config) as proxy:
+            client = openai.OpenAI(base_url=proxy.url, api_key="unused", max_retries=0)
+            response = client.chat.completions.create(model="qwen2.5-vl-7b", messages=ask("What is the invoice?", page(size=(2400, 1600))))
+            sent = images_in_openai_request(upstream.requests[-1].body)
+            assert len(sent) >= 2 and max(sent[0].size) <= 512  # the global view, then crops
+            extra = response.model_extra["cropper"]
+            assert extra["visual_tokens"] <= 1500 and response.usage.prompt_tokens == 321
+            body = {"model": "qwen2.5-vl-7b", "messages": [{"role": "user", "content": "Say hi."}], "temperature": 0.3}
+            passed = client.chat.completions.create(**body)
+            assert upstream.requests[-1].body == body  # untouched
+            assert passed.choices[0].message.content == "K4521"
+            for text in (json.dumps(response.model_dump()), httpx.get(f"{proxy.root}/metrics").text):
+                assert "sk-upstream-secret" not in text
+
+
+def test_streaming_passthrough_is_piped_from_the_upstream():
+    chunks = "".join(f"data: {json.dumps({'id': 'c', 'object': 'chat.completion.chunk', 'created': 1, 'model': 'm', 'choices': [{'index': 0, 'delta': {'content': t}, 'finish_reason': None}]})}\n\n" for t in ("Hel", "lo"))
+    raw = chunks + "data: [DONE]\n\n"
+
+    class Streaming(FakeOpenAIServer):
+        def _handle(self, req):
+            status, headers, body = super()._handle(req)
+            return status, {"content-type": "text/event-stream"}, raw.encode()
+
+    with Streaming() as upstream:
+        with RunningProxy(ServeConfig(upstream=f"openai-compatible:{upstream.url}#m")) as proxy:
+            client = openai.OpenAI(base_url=proxy.url, api_key="unused", max_retries=0)
+            stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True)
+            assert "".join(c.choices[0].delta.content or "" for c in stream) == "Hello"
+            assert upstream.requests[-1].body["stream"] is True
+
+
+def test_auth_body_cap_remote_images_and_bad_json():
+    with RunningProxy(ServeConfig(**READER, api_key="proxy-secret", max_body_bytes=50_000)) as proxy:
+        wrong = openai.OpenAI(base_url=proxy.url, api_key="nope", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.chat.completions.create(model="reader", messages=[{"role": "user", "content": "hi"}])
+        right = openai.OpenAI(base_url=proxy.url, api_key="proxy-secret", max_retries=0)
+        assert right.models.list().data[0].id == "pp-ocrv4"
+        with pytest.raises(openai.APIStatusError) as too_big:
+            right.chat.completions.create(model="reader", messages=ask("What is the invoice?", noise()))
+        assert too_big.value.status_code == 413 and "cap" in too_big.value.message
+        with pytest.raises(openai.BadRequestError, match="--allow-remote-images"):
+            right.chat.completions.create(model="reader", messages=ask("What?", "https://example.com/x.png"))
+        bad = httpx.post(f"{proxy.url}/chat/completions", content=b"{nope", headers={"authorization": "Bearer proxy-secret"})
+        assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("request body is not valid JSON")
+        assert "proxy-secret" not in bad.text
+
+
+def test_upstream_failures_map_to_gateway_statuses():
+    with FakeOpenAIServer() as upstream:
+        config = ServeConfig(upstream=f"openai-compatible:{upstream.url}#m", strategy="policy", cropper="grid:2",
+                             timeout_s=1.0, upstream_options={"max_retries": 0})
+        with RunningProxy(config) as proxy:
+            client = openai.OpenAI(base_url=proxy.url, api_key="unused", max_retries=0)
+            upstream.enqueue({"status": 500})
+            with pytest.raises(openai.APIStatusError) as failed:
+                client.chat.completions.create(model="m", messages=ask("What is the invoice?", page()))
+            assert failed.value.status_code == 502 and failed.value.body["type"] == "upstream_error"
+            upstream.enqueue({"status": 503})
+            with pytest.raises(openai.APIStatusError) as passthrough_failed:
+                client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+            assert passthrough_failed.value.status_code == 502
+            upstream.enqueue({"delay": 3.0})
+            with pytest.raises(openai.APIStatusError) as slow:
+                client.chat.completions.create(model="m", messages=ask("What is the invoice?", page()))
+            assert slow.value.status_code == 504
+
+
+def test_saturation_gives_429_with_retry_after():
+    with FakeOpenAIServer(default={"delay": 1.0, "text": "ok"}) as upstream:
+        config = ServeConfig(upstream=f"openai-compatible:{upstream.url}#m", max_concurrency=1, max_queue=0)
+        with RunningProxy(config) as proxy:
+            async def go():
+                async with httpx.AsyncClient(timeout=10) as http:
+                    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+                    return await asyncio.gather(*(http.post(f"{proxy.url}/chat/completions", json=body) for _ in range(3)))
+
+            replies = asyncio.run(go())
+            statuses = sorted(r.status_code for r in replies)
+            assert statuses == [200, 429, 429]
+            busy = next(r for r in replies if r.status_code == 429)
+            assert busy.headers["retry-after"] == "1" and busy.json()["error"]["code"] == "proxy_saturated"
+            assert 'cropper_errors_total{status="429"} 2' in httpx.get(f"{proxy.root}/metrics").text
+
+
+def test_many_concurrent_clients_get_well_formed_answers():
+    with RunningProxy(ServeConfig(**READER, max_concurrency=4, max_queue=100)) as proxy:
+        async def client_loop(i):
+            client = openai.AsyncOpenAI(base_url=proxy.url, api_key="unused", max_retries=0)
+            answers = []
+            for j in range(2):
+                value = ("K4521", "H9052", "M4037")[(i + j) % 3]  # values this OCR reads reliably
+                reply = await client.chat.completions.create(model="reader", messages=ask("What is the invoice?", page(value)))
+                answers.append((value, reply.choices[0].message.content))
+            return answers
+
+        async def go():
+            return await asyncio.gather(*(client_loop(i) for i in range(16)))
+
+        results = [pair for answers in asyncio.run(go()) for pair in answers]
+    assert len(results) == 32 and all(expected == got for expected, got in results)
+
+
+def test_remote_image_guard_refuses_private_addresses():
+    def fake_dns(address):
+        return lambda host, port: [(2, 1, 6, "", (address, 0))]
+
+    for address in ("127.0.0.1", "10.1.2.3", "192.168.0.7", "169.254.169.254", "::1"):
+        with pytest.raises(RemoteImageError, match="non-public"):
+            check_public_host("images.example", resolve=fake_dns(address))
+    check_public_host("images.example", resolve=fake_dns("93.184.216.34"))  # public: allowed
