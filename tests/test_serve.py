@@ -218,3 +218,14 @@ def test_remote_image_guard_refuses_private_addresses():
         with pytest.raises(RemoteImageError, match="non-public"):
             check_public_host("images.example", resolve=fake_dns(address))
     check_public_host("images.example", resolve=fake_dns("93.184.216.34"))  # public: allowed
+
+
+def test_load_test_helper_counts_well_formed_answers_and_stays_on_loopback():
+    from cropper.serve.loadtest import run_load
+
+    with RunningProxy(ServeConfig(**READER, max_concurrency=2, max_queue=10)) as proxy:
+        stats = asyncio.run(run_load(proxy.url, clients=3, seconds=1.0))
+    assert stats["requests"] >= 3 and stats["ok"] == stats["requests"] == stats["correct"]
+    assert stats["malformed"] == stats["lost"] == stats["rejected"] == 0 and stats["p50_s"] > 0
+    with pytest.raises(ValueError, match="only targets loopback"):
+        asyncio.run(run_load("http://10.0.0.5:8000/v1", clients=1, seconds=0.1))
