@@ -229,3 +229,42 @@ def test_load_test_helper_counts_well_formed_answers_and_stays_on_loopback():
     assert stats["malformed"] == stats["lost"] == stats["rejected"] == 0 and stats["p50_s"] > 0
     with pytest.raises(ValueError, match="only targets loopback"):
         asyncio.run(run_load("http://10.0.0.5:8000/v1", clients=1, seconds=0.1))
+
+
+def test_sigterm_lets_in_flight_requests_finish():
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cropper.serve.loadtest import _free_port, _wait_healthy
+
+    root = Path(__file__).resolve().parents[1]
+    with FakeOpenAIServer(default={"delay": 1.5, "text": "finished"}) as upstream:
+        port = _free_port()
+        server = subprocess.Popen([sys.executable, "-m", "cropper.cli", "serve", "--upstream",
+                                   f"openai-compatible:{upstream.url}#m", "--port", str(port), "--log-level", "warning"],
+                                  env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL)
+        try:
+            _wait_healthy(f"http://127.0.0.1:{port}/healthz")
+            result = {}
+
+            def call():
+                result["reply"] = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30,
+                                             json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+
+            caller = threading.Thread(target=call)
+            caller.start()
+            deadline = time.monotonic() + 10
+            while not upstream.requests and time.monotonic() < deadline:
+                time.sleep(0.02)
+            server.send_signal(signal.SIGTERM)  # while the request waits on the upstream
+            caller.join(timeout=30)
+            # uvicorn re-raises the signal once it has shut down gracefully, so the exit status says SIGTERM.
+            assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    assert result["reply"].status_code == 200
+    assert result["reply"].json()["choices"][0]["message"]["content"] == "finished"
