@@ -13,7 +13,7 @@ import time
 import httpx
 import openai
 import pytest
-from fake_servers import FakeOpenAIServer, images_in_openai_request
+from fake_servers import FakeAnthropicServer, FakeOpenAIServer, images_in_anthropic_request, images_in_openai_request
 from PIL import Image, ImageDraw
 
 from cropper.serve import ServeConfig, create_app
@@ -268,3 +268,19 @@ def test_sigterm_lets_in_flight_requests_finish():
                 server.kill()
     assert result["reply"].status_code == 200
     assert result["reply"].json()["choices"][0]["message"]["content"] == "finished"
+
+
+def test_anthropic_upstream_behind_the_openai_api():
+    with FakeAnthropicServer(default={"text": "K4521"}, expected_key="sk-ant-test") as upstream:
+        config = ServeConfig(upstream="anthropic:claude-haiku-4-5", strategy="policy", cropper="grid:2", global_side=512,
+                             upstream_options={"base_url": upstream.url, "api_key": "sk-ant-test", "max_retries": 0})
+        with RunningProxy(config) as proxy:
+            client = openai.OpenAI(base_url=proxy.url, api_key="unused", max_retries=0)
+            zoomed = client.chat.completions.create(model="claude-haiku-4-5", messages=ask("What is the invoice?", page(size=(2400, 1600))))
+            sent = images_in_anthropic_request(upstream.requests[-1].body)
+            assert zoomed.choices[0].message.content == "K4521" and len(sent) == 5 and max(sent[0].size) <= 512
+            text = client.chat.completions.create(model="claude-haiku-4-5", messages=[{"role": "user", "content": "hi"}])
+            assert text.choices[0].message.content == "K4521"
+            messages = upstream.requests[-1].body["messages"]
+            assert len(messages) == 1 and messages[0]["role"] == "user" and "hi" in json.dumps(messages[0]["content"])
+            assert not images_in_anthropic_request(upstream.requests[-1].body)  # text only: nothing added
