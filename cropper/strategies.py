@@ -44,6 +44,7 @@ class StrategyConfig:
     crops: dict[str, Box] = field(default_factory=dict)
     allow_boxes: bool = True
     prompts: bool = True
+    protocol: str = "tools"  # how `tool` asks for crops: "tools" (a zoom tool call) or "awares" (GET_CROPS text)
 
 
 def run_strategy(
@@ -80,6 +81,10 @@ def run_strategy(
         text = question if not (plan.crops and config.prompts) else f"{POLICY_PROMPT}\n{question}"
         answer = _single(backend, token_model, prefix, parts, text, [c.box for c in plan.crops], strategy,
                          options, sizes=[v.size for v in plan.views])
+    elif config.protocol == "awares":
+        from .awares import run_awares
+
+        answer = run_awares(backend, token_model, image, question, config.budget, config.crop_side, prefix, options)
     else:
         answer = _tool_loop(backend, token_model, image, question, config, prefix, options)
     answer.latency_s = time.perf_counter() - started

@@ -43,6 +43,8 @@ class ZoomWrapper:
         max_rounds: `tool` rounds of zooming before the model must answer.
         crops: the named crop set offered to the `zoom` tool (`awares9`, `grid:N`, `multiscale`), or None.
         allow_boxes: whether `zoom` also accepts free boxes.
+        protocol: how the `tool` strategy asks for crops: `"tools"` (the `zoom` tool call) or `"awares"` (the
+            released AwaRes model's `GET_CROPS: [...]` text protocol; see `cropper.awares`).
         model: the model id, when `target` is a raw SDK client and you call `ask`.
         token_model: override the visual-token model (default: from the backend's provider and model).
         **backend_options: passed to `load_backend` when `target` is a spec string.
@@ -61,16 +63,19 @@ class ZoomWrapper:
         max_rounds: int = 3,
         crops: str | None = "awares9",
         allow_boxes: bool = True,
+        protocol: str = "tools",
         model: str | None = None,
         token_model: TokenModel | None = None,
         **backend_options: Any,
     ):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if protocol not in ("tools", "awares"):
+            raise ValueError(f"unknown protocol {protocol!r}; choose 'tools' or 'awares'")
         self.strategy = strategy
         self.config = StrategyConfig(
             global_side=global_side, crop_side=crop_side, budget=budget, k=k, max_rounds=max_rounds,
-            crops=crop_set(crops) if crops else {}, allow_boxes=allow_boxes,
+            crops=crop_set(crops) if crops else {}, allow_boxes=allow_boxes, protocol=protocol,
         )
         self._cropper_spec = cropper
         self._cropper: Cropper | None = cropper if cropper is not None and not isinstance(cropper, str) else None
@@ -169,7 +174,8 @@ def make_cropper(spec: Cropper | str | None) -> Cropper:
     """A cropper from a name.
 
     `policy` (the bundled trained CropPolicy), `policy:DIR` (one saved with `save_pretrained`),
-    `text-regions` (the default), `grid`, `grid:N`, `awares9`, `multiscale`.
+    `text-regions` (the default), `grid`, `grid:N`, `awares9`, `multiscale`, `vlm:BACKEND_SPEC` (a VLM asked
+    for the region, CropVLM-style: `vlm:openai:gpt-4.1-nano`, `vlm:openai-compatible:URL#MODEL`).
 
     The default stays `text-regions` while the bundled policy is not clearly better on held-out synthetic
     data (answer accuracy with the reader as the target: ahead on one held-out set, behind on another, at
@@ -190,8 +196,12 @@ def make_cropper(spec: Cropper | str | None) -> Cropper:
         return GridCropper("grid:2")
     if spec.startswith(("grid:", "awares9", "multiscale")):
         return GridCropper(spec)
+    if spec.startswith("vlm:"):
+        from .vlm_cropper import VLMCropper
+
+        return VLMCropper(spec.split(":", 1)[1])
     raise ValueError(f"unknown cropper {spec!r}; use 'policy', 'policy:DIR', 'text-regions', 'grid', 'grid:N', "
-                     "'awares9' or an object with propose()")
+                     "'awares9', 'vlm:BACKEND_SPEC' or an object with propose()")
 
 
 class LoopBridge:

@@ -60,19 +60,40 @@ class Comparison:
 
 
 def parse_strategies(strategies: str | Iterable[str]) -> list[str]:
-    """`"low,full,policy"` or a list -> validated names in order, duplicates dropped."""
+    """`"low,full,policy"` or a list -> validated labels in order, duplicates dropped.
+
+    Besides the four strategies, an entry may be a `policy` variant with its own cropper, so one run can put
+    several croppers side by side: `policy:CROPPER` (e.g. `policy:vlm:openai-compatible:URL#cropvlm`), or
+    `LABEL=policy:CROPPER` to give it a short name in the tables (`vlm=policy:vlm:...`). Likewise
+    `LABEL=tool:awares` runs the `tool` strategy with AwaRes's `GET_CROPS` protocol.
+    """
     names = strategies.split(",") if isinstance(strategies, str) else list(strategies)
     out: list[str] = []
     for name in (n.strip() for n in names):
         if not name:
             continue
-        if name not in STRATEGIES:
-            raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+        strategy_variant(name)  # validates
         if name not in out:
             out.append(name)
     if not out:
         raise ValueError(f"no strategies given; choose from {', '.join(STRATEGIES)}")
     return out
+
+
+def strategy_variant(entry: str) -> tuple[str, str, str | None]:
+    """`(label, strategy, option)` of a `--strategies` entry: the cropper of a policy variant, or a tool protocol."""
+    label, _, spec = entry.partition("=") if "=" in entry else (entry, "", entry)
+    base, _, option = spec.partition(":")
+    if base not in STRATEGIES:
+        raise ValueError(f"unknown strategy {base!r} in {entry!r}; choose from {', '.join(STRATEGIES)} "
+                         "(or policy:CROPPER, LABEL=policy:CROPPER, LABEL=tool:awares)")
+    if option and base not in ("policy", "tool"):
+        raise ValueError(f"{entry!r}: only policy (a cropper) and tool (a protocol) take an option")
+    if base == "tool" and option and option not in ("tools", "awares"):
+        raise ValueError(f"{entry!r}: the tool protocol is 'tools' or 'awares'")
+    if not label.strip():
+        raise ValueError(f"{entry!r}: empty label")
+    return label.strip(), base, option or None
 
 
 def compare(
@@ -129,7 +150,13 @@ def compare(
     from .summary import summarize
 
     setup_started = time.perf_counter()
-    names = parse_strategies(strategies)
+    variants: dict[str, tuple[str, str | None]] = {}
+    for entry in parse_strategies(strategies):
+        label, base, option = strategy_variant(entry)
+        if variants.get(label, (base, option)) != (base, option):
+            raise ValueError(f"strategy label {label!r} is given twice with different meanings")
+        variants[label] = (base, option)
+    names = list(variants)  # result rows, tables and plots use the labels
     if concurrency is not None and concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     if limit is not None and limit < 1:
@@ -143,6 +170,7 @@ def compare(
         "cropper": cropper_spec if isinstance(cropper_spec, str) else type(cropper_spec).__name__,
         "budget": budget, "global_side": global_side, "max_rounds": max_rounds,
     }
+    settings["variants"] = {name: f"{base}:{option}" for name, (base, option) in variants.items() if option}
     _check_run_file(out, settings, overwrite)
 
     items, bad_lines = load_jsonl(data, check_images=False)  # a missing image becomes that item's error line
@@ -150,14 +178,15 @@ def compare(
         items = items[:limit]
     item_ids = {item.id for item in items}
 
-    timed_cropper = None
-    if "policy" in names:
-        inner = make_cropper(cropper_spec)
-        if hasattr(inner, "crop_side"):
-            inner.crop_side = None  # the view planner applies the crop cap; see ZoomWrapper.cropper
-        timed_cropper = TimedCropper(inner)
-    wrapper = ZoomWrapper(backend, strategy=names[0], cropper=timed_cropper, budget=budget, global_side=global_side,
-                          max_rounds=max_rounds, **backend_options)
+    croppers: dict[str, TimedCropper] = {}
+    for name, (base, option) in variants.items():
+        if base == "policy":
+            inner = make_cropper(option or cropper_spec)
+            if hasattr(inner, "crop_side"):
+                inner.crop_side = None  # the view planner applies the crop cap; see ZoomWrapper.cropper
+            croppers[name] = TimedCropper(inner)
+    wrapper = ZoomWrapper(backend, strategy="low", budget=budget, global_side=global_side, max_rounds=max_rounds,
+                          **backend_options)
     target = wrapper._backend_for_ask()
     wrapper._token_model = wrapper.token_model_for(target)  # count on the real backend, not the proxies
     local = not hasattr(type(target), "async_client")  # HTTP backends have an async client; local ones not
@@ -169,7 +198,7 @@ def compare(
         _record_bad_lines(results, done, bad_lines, item_ids, names)
         jobs = [(item, [s for s in names if (item.id, s) not in done]) for item in items]
         jobs = [(item, todo) for item, todo in jobs if todo]
-        runner = _Runner(wrapper, target, results, names, RateLimiter(rpm), max_consecutive_errors)
+        runner = _Runner(wrapper, target, results, variants, croppers, RateLimiter(rpm), max_consecutive_errors)
         setup_s = time.perf_counter() - setup_started
         total = sum(len(todo) for _, todo in jobs)
         from tqdm.auto import tqdm
@@ -193,7 +222,7 @@ def compare(
         from .report import write_report
 
         files["report"] = write_report(out / REPORT_FILE, summary, rows, gallery=gallery)
-    summary["timing"] = runner.timing(setup_s, time.perf_counter() - finish_started, timed_cropper)
+    summary["timing"] = runner.timing(setup_s, time.perf_counter() - finish_started)
     _write_json(out / SUMMARY_FILE, summary)
     return Comparison(summary=summary, rows=rows, out=out, files=files)
 
@@ -206,13 +235,22 @@ def _check_run_file(out: Path, settings: dict[str, Any], overwrite: bool) -> Non
         except (json.JSONDecodeError, OSError):
             before = {}
         changed = [k for k in _FINGERPRINT if k in before and before[k] != settings[k]]
+        old_variants = before.get("variants") or {}
+        changed += [f"strategy {label!r}" for label, spec in settings["variants"].items()
+                    if label in old_variants and old_variants[label] != spec]
         if changed:
-            what = ", ".join(f"{k} {before[k]!r} -> {settings[k]!r}" for k in changed)
+            what = ", ".join(f"{k} {before[k]!r} -> {settings[k]!r}" if k in before else k for k in changed)
             raise ValueError(f"{out} holds results made with other settings ({what}); use another --out, or "
                              "--overwrite to start over")
     if overwrite:
         for name in (RESULTS_FILE, SUMMARY_FILE, REPORT_FILE):
             (out / name).unlink(missing_ok=True)
+    if path.exists() and not overwrite:  # remember every variant label ever run into this folder
+        try:
+            settings = {**settings, "variants": {**(json.loads(path.read_text()).get("variants") or {}),
+                                                 **settings["variants"]}}
+        except (json.JSONDecodeError, OSError):
+            pass
     _write_json(path, settings)
 
 
@@ -250,10 +288,10 @@ def _item_fields(item) -> dict[str, Any]:
 class _Runner:
     """Runs the jobs (item, strategies to do), writes each row as it finishes, and keeps the clocks."""
 
-    def __init__(self, wrapper, target, results: ResultsFile, names: list[str], limiter: RateLimiter,
-                 max_consecutive_errors: int):
+    def __init__(self, wrapper, target, results: ResultsFile, variants: dict[str, tuple[str, str | None]],
+                 croppers: dict[str, TimedCropper], limiter: RateLimiter, max_consecutive_errors: int):
         self.wrapper, self.target, self.results = wrapper, target, results
-        self.names, self.limiter = names, limiter
+        self.variants, self.croppers, self.limiter = variants, croppers, limiter
         self.max_errors = max_consecutive_errors
         self.bar = None
         self._lock = threading.Lock()
@@ -335,13 +373,21 @@ class _Runner:
             self.cropper_seconds += self._cropper_thread_seconds() - cropper_before
 
     def answer_row(self, item, image, strategy: str, metered: MeteredBackend) -> dict[str, Any]:
+        import dataclasses
+
         from training.evaluate import evidence_hit
         from training.judge import is_correct, score
 
         from ..geometry import FULL
+        from ..strategies import run_strategy
 
+        base, option = self.variants[strategy]
+        config = self.wrapper.config
+        if base == "tool" and option:
+            config = dataclasses.replace(config, protocol=option)
         try:
-            answer = self.wrapper.run(metered, image, item.question, strategy=strategy)
+            answer = run_strategy(base, metered, self.wrapper.token_model_for(self.target), image, item.question,
+                                  config, cropper=self.croppers.get(strategy))
         except Exception as exc:  # a backend that failed after its retries, a bad reply: recorded, run goes on
             self._count_error(f"{type(exc).__name__}: {exc}")
             return error_row(item.id, strategy, f"{type(exc).__name__}: {exc}", item)
@@ -356,7 +402,7 @@ class _Runner:
             "input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens,
         }
         if item.evidence:
-            seen = [FULL] if strategy == "full" else answer.crops
+            seen = [FULL] if base == "full" else answer.crops
             row["evidence_hit"] = evidence_hit(seen, item.evidence)
         row.update(_item_fields(item))
         return row
@@ -377,10 +423,9 @@ class _Runner:
                                 "results are kept, rerun to resume")
 
     def _cropper_thread_seconds(self) -> float:
-        cropper = self.wrapper._cropper
-        return cropper.thread_seconds() if isinstance(cropper, TimedCropper) else 0.0
+        return sum(c.thread_seconds() for c in self.croppers.values())
 
-    def timing(self, setup_s: float, finish_s: float, cropper) -> dict[str, Any]:
+    def timing(self, setup_s: float, finish_s: float) -> dict[str, Any]:
         """Where this invocation's time went; `overhead_share` is the harness's own share of it."""
         total = setup_s + self.item_seconds + finish_s
         harness = total - self.backend_seconds - self.cropper_seconds
