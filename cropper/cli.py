@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("--budget", type=int, default=None, help="visual-token budget per question")
     ask.add_argument("--global-side", type=int, default=1024, help="long side of the global view in px")
     ask.add_argument("--max-rounds", type=int, default=3, help="zoom rounds for --strategy tool")
+    ask.add_argument("--protocol", choices=["tools", "awares"], default="tools",
+                     help="how --strategy tool asks for crops: a zoom tool call, or AwaRes's GET_CROPS text")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
 
     demo = sub.add_parser("demo", help="run the built-in offline example with every strategy")
@@ -70,7 +72,7 @@ def _ask(args) -> int:
 
     image = load_image(args.image)
     wrapper = ZoomWrapper(args.backend, strategy=args.strategy, cropper=args.cropper, budget=args.budget,
-                          global_side=args.global_side, max_rounds=args.max_rounds)
+                          global_side=args.global_side, max_rounds=args.max_rounds, protocol=args.protocol)
     answer = wrapper.ask(image, args.question)
     if args.json:
         payload = answer.to_dict()
