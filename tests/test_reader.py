@@ -132,3 +132,16 @@ def test_reader_maps_a_box_to_the_smallest_named_crop_when_only_names_are_offere
     name = reply.tool_calls[0].arguments["crop"]
     assert name in {"top_left", "top_right", "bottom_left", "bottom_right"}
     assert crops[name].coverage(Box.from_list(item["evidence"][0])) > 0.99
+
+
+def test_anchor_with_an_ocr_slip_still_finds_the_next_word():
+    from types import SimpleNamespace
+
+    from backends.reader.answering import _fuzzy_after
+
+    lines = [SimpleNamespace(text="mosaic ridge vertex"), SimpleNamespace(text="kelpp pillar goblet satchel compass")]
+    assert _fuzzy_after("kelp pillar", lines, key_value=False) == "goblet"
+    assert _fuzzy_after("basalt meadow", lines, key_value=False) is None  # nothing close: no guess
+    assert _fuzzy_after("pillar goblet", [SimpleNamespace(text="kelp pillar goblet")], key_value=False) is None  # at the end
+    form = [SimpleNamespace(text="Vouchr code: RAVEN 81"), SimpleNamespace(text="Order date: TC 179")]
+    assert _fuzzy_after("voucher code", form, key_value=True) == "RAVEN 81"

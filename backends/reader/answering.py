@@ -186,6 +186,10 @@ def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_val
         nxt = _line_to_the_right(s, readable) or (None if key_value else _line_below(s, readable))
         if nxt is not None and nxt.text.split():
             return Outcome(answer=nxt.text if key_value else _clean_word(nxt.text.split()[0]))
+    # Read, but with an OCR slip in the anchor ("kelpp pillar"): the closest run of words, if close enough.
+    found = _fuzzy_after(anchor, [s for s in readable if _scale(s.view) >= FULL_RES], key_value)
+    if found:
+        return Outcome(answer=found)
     # Not read yet: zoom where a blurry line partially matches the anchor, else search where text is.
     blurry = [s for s in seen if _scale(s.view) < FULL_RES]
     partial = sorted((s for s in blurry if _similarity(s.text, anchor) >= 0.7), key=lambda s: -_similarity(s.text, anchor))
@@ -206,6 +210,32 @@ def _word_after(text: str, anchor: str, key_value: bool) -> str | None:
         return None
     words = m.group("rest").split()
     return _clean_word(words[0]) if words else ""
+
+
+def _fuzzy_after(anchor: str, lines: list[Seen], key_value: bool, threshold: float = 0.85) -> str | None:
+    """The word (or, for `key: value`, the rest of the line) after the best approximate match of `anchor`.
+
+    Only full-resolution lines are given; the match is a run of as many words as the anchor, compared with
+    spaces removed, and must reach `threshold` (one slipped letter in a two-word anchor scores about 0.95).
+    """
+    n = max(1, len(anchor.split()))
+    target = anchor.lower().replace(" ", "")
+    best: tuple[float, str] | None = None
+    for s in lines:
+        words = s.text.split()
+        for i in range(len(words) - n + 1):
+            window = "".join(words[i : i + n]).lower().rstrip(":：")
+            score = difflib.SequenceMatcher(None, window, target, autojunk=False).ratio()
+            rest = words[i + n :]
+            if score < threshold or not rest:
+                continue
+            if key_value:
+                value = " ".join(rest).lstrip(":： ").strip()
+            else:
+                value = _clean_word(rest[0].lstrip(":："))
+            if value and (best is None or score > best[0]):
+                best = (score, value)
+    return None if best is None else best[1]
 
 
 def _fuzzy(anchor: str) -> str:
