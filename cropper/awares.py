@@ -127,10 +127,9 @@ def run_awares(backend, token_model: TokenModel, image: Image.Image, question: s
             replies.append(reply)
             input_tokens = add_usage(input_tokens, reply.usage.input_tokens)
             output_tokens = add_usage(output_tokens, reply.usage.output_tokens)
-    pixels = 0
-    for w, h in sizes:
-        ew, eh = token_model.effective_size(w, h)
-        pixels += ew * eh
+    from .strategies import _effective_pixels  # lazy: strategies imports this module when the protocol is used
+
+    pixels = sum(_effective_pixels(token_model, w, h) for w, h in sizes)
     return Answer(text=(reply.text or "").strip(), strategy="tool", crops=crops, visual_tokens=spent, pixels=pixels,
                   latency_s=time.perf_counter() - started, rounds=rounds, view_sizes=sizes, input_tokens=input_tokens,
                   output_tokens=output_tokens, replies=replies, notes=notes)

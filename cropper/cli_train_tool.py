@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 
@@ -38,15 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (needs peft); merged on save")
     p.add_argument("--lora-r", type=int, default=d.lora_r)
     p.add_argument("--use-vllm", action="store_true", help="generate GRPO samples with vLLM (needs vllm, CUDA)")
-    p.add_argument("--bf16", action=argparse_bool(), default=None, help="bf16 (default: on with CUDA)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 (default: on with CUDA)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--save-steps", type=int, default=d.save_steps)
-
-
-def argparse_bool():
-    import argparse
-
-    return argparse.BooleanOptionalAction
 
 
 def run(args) -> int:

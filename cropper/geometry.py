@@ -139,6 +139,11 @@ def covered(boxes: Sequence[Box], target: Box, threshold: float = 0.9) -> bool:
     return any(b.coverage(target) >= threshold for b in boxes)
 
 
+def evidence_hit(boxes: Sequence[Box], evidence: Sequence[Box], coverage: float = 0.9) -> bool:
+    """True when every evidence box is at least `coverage` inside one of the crops (False without evidence)."""
+    return bool(evidence) and all(covered(boxes, ev, coverage) for ev in evidence)
+
+
 # --- crop sets -------------------------------------------------------------------------------------------
 
 AWARES9: dict[str, Box] = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cropper.geometry import Box
+from cropper.geometry import Box, evidence_hit
 from cropper.images import load_image
 
 from .examples import Example
@@ -43,11 +43,6 @@ def image_loader(max_cached: int = 64) -> Callable[[str], Any]:
         return image
 
     return load
-
-
-def evidence_hit(boxes: list[Box], evidence: list[Box], coverage: float = 0.9) -> bool:
-    """True when every evidence box is at least `coverage` inside one of the crops."""
-    return bool(evidence) and all(any(b.coverage(ev) >= coverage for b in boxes) for ev in evidence)
 
 
 def evaluate_cropper(cropper, examples: list[Example], target=None, *, full: bool = False, coverage: float = 0.9,

@@ -13,6 +13,7 @@ answer comes), `summary.json` and `report.html`. Rerunning with the same folder 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import threading
@@ -23,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..strategies import STRATEGIES
+from ..geometry import FULL, evidence_hit
+from ..strategies import STRATEGIES, run_strategy
 from .metering import MeteredBackend, RateLimiter, TimedCropper
 from .results import ResultsFile, read_results
 
@@ -373,13 +375,7 @@ class _Runner:
             self.cropper_seconds += self._cropper_thread_seconds() - cropper_before
 
     def answer_row(self, item, image, strategy: str, metered: MeteredBackend) -> dict[str, Any]:
-        import dataclasses
-
-        from training.evaluate import evidence_hit
-        from training.judge import is_correct, score
-
-        from ..geometry import FULL
-        from ..strategies import run_strategy
+        from training.judge import is_correct, score  # lazy: cropper does not import training at import time
 
         base, option = self.variants[strategy]
         config = self.wrapper.config
