@@ -6,7 +6,6 @@ strategy; these two need no training.
 
 from __future__ import annotations
 
-import re
 from typing import Protocol, runtime_checkable
 
 from PIL import Image
@@ -40,77 +39,68 @@ class GridCropper:
 
 
 class TextRegionCropper:
-    """Crops around text the PP-OCR detector finds, merged into blocks, ranked, top `k`.
+    """Crops where text is, found on a downscaled view without OCR, question-aware, within an area budget.
 
-    The detector runs on a view of at most `detect_side` px (a local, cheap pass: it costs CPU, not the
-    VLM's tokens). Ranking: blocks whose background has a colour the question names come first (the
-    reader's colour names), then larger blocks.
+    Two finders from the embedded reader's `zones` module run on a `view_side`-px view (a few
+    milliseconds of OpenCV, no model): sign-shaped blobs of a colour the question names ("the red sign"),
+    and text zones (ink that differs from its local background, joined into lines and blocks). Blobs
+    come first (at most `signs`), then zones, most ink first, while the crops' total share of the image
+    stays within `max_area` (`colour_area` once the question names a colour: the sign is the target and
+    the other zones are only a fallback). A quadrant the question names ("top left") filters both.
+    `k` caps the number of crops. Crops are sent at full resolution, so the area share is about the
+    crops' share of the full image's visual tokens.
     """
 
-    def __init__(self, k: int = 2, detect_side: int = 2048, pad: float = 1.0, min_side: float = 0.04):
+    def __init__(self, k: int | None = None, view_side: int = 1024, max_area: float = 0.25,
+                 colour_area: float = 0.05, signs: int = 3):
         self.k = k
-        self.detect_side = detect_side
-        self.pad = pad
-        self.min_side = min_side
-        self._engine = None
+        self.view_side = view_side
+        self.max_area = max_area
+        self.colour_area = colour_area
+        self.signs = signs
 
     def __repr__(self) -> str:
-        return f"TextRegionCropper(k={self.k}, detect_side={self.detect_side})"
+        return f"TextRegionCropper(k={self.k}, max_area={self.max_area}, colour_area={self.colour_area})"
 
     def propose(self, image: Image.Image, question: str, k: int | None = None, budget: int | None = None) -> list[Box]:
-        from backends.reader.colours import COLOUR_NAMES, canonical, colour_fraction
-        from backends.reader.ocr import shared_engine
+        """Crops for `question` (`budget` is left to the strategy, which shrinks crops to fit it)."""
+        from backends.reader.questions import parse_question
+        from backends.reader.zones import sign_blobs, text_zones
 
-        if self._engine is None:
-            self._engine = shared_engine()
-        view = image.copy() if max(image.size) <= self.detect_side else image.resize(_fit(image.size, self.detect_side))
-        w, h = view.size
-        # Text lines are wider than tall and small; the detector's other finds are clutter.
-        lines = [b for b in self._engine.detect(view)
-                 if (b[2] - b[0]) >= 1.3 * (b[3] - b[1]) and (b[3] - b[1]) <= 0.03 * h]
-        blocks = [b for b in _merge(lines, gap=1.2) if (b[2] - b[0]) * (b[3] - b[1]) <= 0.25 * w * h]
-        if not blocks:
-            return []
-        wanted = re.findall(r"\b(" + "|".join(COLOUR_NAMES) + r")\b", question.lower())
-        colour = canonical(wanted[0]) if wanted else None
+        query = parse_question(question)
+        view = image.copy()
+        view.thumbnail((self.view_side, self.view_side))
 
-        def rank(b):
-            # Downscaled text blends into its sign, so ask for a share of the colour, not a majority.
-            share = colour_fraction(view, b, colour) if colour is not None else 0.0
-            return (-min(share, 0.2), -((b[2] - b[0]) * (b[3] - b[1])))
+        def wanted(rect) -> bool:
+            if query.position is None:
+                return True
+            cx, cy = (rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2
+            px1, py1, px2, py2 = query.position
+            return px1 <= cx <= px2 and py1 <= cy <= py2
 
-        blocks.sort(key=rank)
-        k = k if k is not None else self.k
-        out = []
-        for x1, y1, x2, y2 in blocks[:k]:
-            box = Box.from_pixels(x1, y1, x2, y2, w, h)
-            pad_x, pad_y = box.height * self.pad, box.height * self.pad
-            out.append(Box(box.x1 - pad_x, box.y1 - pad_y, box.x2 + pad_x, box.y2 + pad_y).clamp().min_size(self.min_side))
-        return out
-
-
-def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
-    scale = side / max(size)
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+        signs = [r for r in sign_blobs(view, query.colour) if wanted(r)][: self.signs] if query.colour else []
+        allowed = self.colour_area if query.colour else self.max_area
+        limit = k if k is not None else self.k
+        chosen, area = list(signs), sum(_area(r) for r in signs)
+        for rect in text_zones(view):
+            if limit is not None and len(chosen) >= limit:
+                break
+            if not wanted(rect) or any(_inside(rect, c) for c in chosen):
+                continue
+            if chosen and area + _area(rect) > allowed:
+                continue  # a smaller zone further down may still fit
+            chosen.append(rect)
+            area += _area(rect)
+        chosen = chosen[:limit] if limit is not None else chosen
+        return [Box(*r).clamp() for r in chosen]
 
 
-def _merge(boxes: list[tuple[float, float, float, float]], gap: float) -> list[tuple[float, float, float, float]]:
-    """Merge text lines into blocks: boxes closer than `gap` line heights join (repeated until stable)."""
-    merged = [list(b) for b in boxes]
-    changed = True
-    while changed:
-        changed = False
-        out: list[list[float]] = []
-        for b in merged:
-            hb = b[3] - b[1]
-            for o in out:
-                ho = o[3] - o[1]
-                g = gap * min(hb, ho) if min(hb, ho) > 0 else 0
-                if b[0] - g <= o[2] and o[0] - g <= b[2] and b[1] - g <= o[3] and o[1] - g <= b[3]:
-                    o[:] = [min(o[0], b[0]), min(o[1], b[1]), max(o[2], b[2]), max(o[3], b[3])]
-                    changed = True
-                    break
-            else:
-                out.append(b)
-        merged = out
-    return [tuple(b) for b in merged]
+def _area(rect) -> float:
+    return (rect[2] - rect[0]) * (rect[3] - rect[1])
+
+
+def _inside(inner, outer, share: float = 0.9) -> bool:
+    """Whether most of `inner` lies in `outer` (a zone already covered by a chosen sign crop)."""
+    w = min(inner[2], outer[2]) - max(inner[0], outer[0])
+    h = min(inner[3], outer[3]) - max(inner[1], outer[1])
+    return max(0.0, w) * max(0.0, h) >= share * _area(inner) > 0

@@ -11,13 +11,12 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-import cv2
-import numpy as np
 from PIL import Image
 
-from .colours import PALETTE, colour_fraction, dominant_colour, name_pixels
+from .colours import colour_fraction, dominant_colour
 from .ocr import OcrEngine, TextLine
 from .questions import Query
+from .zones import Rect, context_box, covers, sign_blobs, text_zones
 
 #: Recognition confidence above which a line counts as read.
 READ_SCORE = 0.8
@@ -25,8 +24,6 @@ READ_SCORE = 0.8
 SIGN_SHARE = 0.3
 #: A view whose scale (view px / original px) is at least this counts as full resolution.
 FULL_RES = 0.9
-
-Rect = tuple[float, float, float, float]
 
 
 @dataclass
@@ -126,48 +123,20 @@ def _colour_object(query: Query, views: list[ViewInput], seen: list[Seen]) -> Ou
         # The same sign may be read in several views: trust the sharpest reading (largest text in px).
         best = max(readable, key=lambda s: (s.line.height, s.line.score))
         return Outcome(answer=best.text)
-    zoom = [_context_box(s.box) for s in matches]
-    zoom += [b for b in _colour_blobs(views, query.colour or "") if query.position is None or _inside(_centre(b), query.position)]
+    located = _unseen([context_box(s.box) for s in matches], views)
+    if located:  # a blurry line on that colour: one look at it
+        return Outcome(zoom=located)
+    # Otherwise a search over sign-shaped blobs of that colour, several per turn (each is a small crop).
+    zoom = [b for b in _colour_blobs(views, query.colour or "") if query.position is None or _inside(_centre(b), query.position)]
     if query.position is not None:
         zoom.append(query.position)
-    return Outcome(zoom=_unseen(zoom, views))
+    return Outcome(zoom=_unseen(zoom, views), scan=True)
 
 
 def _colour_blobs(views: list[ViewInput], colour: str) -> list[Rect]:
-    """Sign-shaped regions of `colour` in the coarsest view, as zoom boxes, most sign-like first.
-
-    A sign is a small solid rectangle, wider than tall, with text inside: even when the text is too
-    small to read, its strokes make the inside of a sign uneven, unlike a plain blob of clutter.
-    """
-    if colour not in PALETTE:
-        return []
-    view = min(views, key=lambda v: _scale(v), default=None)
-    if view is None:
-        return []
-    small = view.image.copy()
-    small.thumbnail((1024, 1024))
-    arr = np.asarray(small.convert("RGB"))
-    gray = np.asarray(small.convert("L"), dtype=np.float32)
-    mask = (name_pixels(arr) == colour).astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))  # text strokes punch holes
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    rx1, ry1, rx2, ry2 = view.region
-    w, h = small.size
-    found = []
-    for i in range(1, n):
-        x, y, bw, bh, area = stats[i]
-        if area < 6 or bw < 3:
-            continue
-        fill = area / float(bw * bh)
-        aspect = bw / float(bh)
-        if fill < 0.6 or not 1.3 <= aspect <= 12 or bw > 0.08 * w or bh > 0.05 * h:
-            continue
-        texture = float(gray[y : y + bh, x : x + bw].std())
-        box = (rx1 + x / w * (rx2 - rx1), ry1 + y / h * (ry2 - ry1),
-               rx1 + (x + bw) / w * (rx2 - rx1), ry1 + (y + bh) / h * (ry2 - ry1))
-        found.append((texture * fill, _context_box(box)))
-    found.sort(key=lambda t: -t[0])
-    return [b for _, b in found]
+    """Sign-shaped regions of `colour` in the coarsest view (see `zones.sign_blobs`)."""
+    view = min(views, key=_scale, default=None)
+    return [] if view is None else sign_blobs(view.image, colour, view.region)
 
 
 # --- key: value and anchored words -------------------------------------------------------------------------
@@ -185,7 +154,7 @@ def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_val
             return Outcome(answer=found)
         nxt = _line_to_the_right(s, readable) or (None if key_value else _line_below(s, readable))
         if nxt is not None and nxt.text.split():
-            return Outcome(answer=nxt.text if key_value else _clean_word(nxt.text.split()[0]))
+            return Outcome(answer=nxt.text.lstrip(":： ") if key_value else _clean_word(nxt.text.split()[0]))
     # Read, but with an OCR slip in the anchor ("kelpp pillar"): the closest run of words, if close enough.
     found = _fuzzy_after(anchor, [s for s in readable if _scale(s.view) >= FULL_RES], key_value)
     if found:
@@ -193,7 +162,7 @@ def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_val
     # Not read yet: zoom where a blurry line partially matches the anchor, else search where text is.
     blurry = [s for s in seen if _scale(s.view) < FULL_RES]
     partial = sorted((s for s in blurry if _similarity(s.text, anchor) >= 0.7), key=lambda s: -_similarity(s.text, anchor))
-    zoom = _unseen([_context_box(s.box, grow=0.3, min_side=0.08) for s in partial], views)
+    zoom = _unseen([context_box(s.box, grow=0.3, min_side=0.08) for s in partial], views)
     if zoom:
         return Outcome(zoom=zoom)
     return Outcome(zoom=_unseen(_text_regions(views, seen), views), scan=True)
@@ -273,36 +242,9 @@ def _similarity(text: str, anchor: str) -> float:
 
 
 def _text_regions(views: list[ViewInput], seen: list[Seen]) -> list[Rect]:
-    """Where text seems to be in the coarsest view, as zoom boxes, most ink first.
-
-    Small text that cannot be read at low resolution still shows as grey texture on a page: find it
-    as "ink" that differs from the local background, join nearby ink into zones, and zoom there.
-    """
-    if not views:
-        return []
-    view = min(views, key=_scale)
-    small = view.image.copy()
-    small.thumbnail((768, 768))
-    gray = np.asarray(small.convert("L"), dtype=np.int16)
-    h, w = gray.shape
-    background = cv2.medianBlur(gray.astype(np.uint8), 31).astype(np.int16)
-    ink = (np.abs(gray - background) > 24).astype(np.uint8)
-    # Join letters into lines and lines into blocks: about 2% of the view, a few text lines.
-    k = max(3, int(0.02 * max(w, h)))
-    joined = cv2.dilate(ink, np.ones((k, k), np.uint8))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
-    rx1, ry1, rx2, ry2 = view.region
-    zones = []
-    for i in range(1, n):
-        x, y, bw, bh, _ = stats[i]
-        amount = int(ink[y : y + bh, x : x + bw].sum())
-        if amount < 4 or bw * bh > 0.6 * w * h:
-            continue
-        box = (rx1 + x / w * (rx2 - rx1), ry1 + y / h * (ry2 - ry1),
-               rx1 + (x + bw) / w * (rx2 - rx1), ry1 + (y + bh) / h * (ry2 - ry1))
-        zones.append((amount, _context_box(box, grow=0.05, min_side=0.05)))
-    zones.sort(key=lambda z: -z[0])
-    return [z for _, z in zones]
+    """Where text seems to be in the coarsest view (see `zones.text_zones`), most ink first."""
+    view = min(views, key=_scale, default=None)
+    return [] if view is None else text_zones(view.image, view.region)
 
 
 # --- anything else -----------------------------------------------------------------------------------------
@@ -341,32 +283,14 @@ def _scale(view: ViewInput) -> float:
     return 1.0
 
 
-def _context_box(box: Rect, grow: float = 1.5, min_side: float = 0.06) -> Rect:
-    """A zoom box around `box`: grown by `grow` of its size on each side, at least `min_side` wide/tall."""
-    x1, y1, x2, y2 = box
-    w, h = x2 - x1, y2 - y1
-    w2, h2 = max(w * (1 + 2 * grow), min_side), max(h * (1 + 2 * grow), min_side)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    nx1 = min(max(0.0, cx - w2 / 2), max(0.0, 1.0 - w2))
-    ny1 = min(max(0.0, cy - h2 / 2), max(0.0, 1.0 - h2))
-    return (round(nx1, 4), round(ny1, 4), round(min(1.0, nx1 + w2), 4), round(min(1.0, ny1 + h2), 4))
-
-
 def _unseen(boxes: list[Rect], views: list[ViewInput]) -> list[Rect]:
     """Drop boxes already shown at full resolution, and near-duplicates, keeping order."""
     sharp = [v.region for v in views if _scale(v) >= FULL_RES]
     out: list[Rect] = []
     for b in boxes:
-        if any(_covers(s, b) >= 0.9 for s in sharp):
+        if any(covers(s, b) >= 0.9 for s in sharp):
             continue
-        if any(_covers(o, b) >= 0.9 for o in out):
+        if any(covers(o, b) >= 0.9 for o in out):
             continue
         out.append(b)
     return out
-
-
-def _covers(outer: Rect, inner: Rect) -> float:
-    w = min(outer[2], inner[2]) - max(outer[0], inner[0])
-    h = min(outer[3], inner[3]) - max(outer[1], inner[1])
-    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
-    return max(0.0, w) * max(0.0, h) / area if area > 0 else 0.0

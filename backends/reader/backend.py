@@ -35,11 +35,12 @@ class ReaderBackend:
     provider = "reader"
     supports_tool_images = True
 
-    def __init__(self, model: str = "pp-ocrv4", calls_per_turn: int = 1, scan_calls_per_turn: int = 3,
-                 engine: OcrEngine | None = None):
+    def __init__(self, model: str = "pp-ocrv4", calls_per_turn: int = 1, scan_calls_per_turn: int = 5,
+                 scan_area_per_turn: float = 0.25, engine: OcrEngine | None = None):
         self.model = model
         self.calls_per_turn = calls_per_turn
         self.scan_calls_per_turn = scan_calls_per_turn
+        self.scan_area_per_turn = scan_area_per_turn
         self._engine = engine
 
     def __repr__(self) -> str:
@@ -64,14 +65,28 @@ class ReaderBackend:
             calls = []
             made = sum(len(m.tool_calls) for m in messages if m.role == "assistant")
             # A located target needs one look; a search over text zones asks for several at once.
-            limit = self.scan_calls_per_turn if outcome.scan else self.calls_per_turn
-            for i, box in enumerate(outcome.zoom[:limit]):
+            boxes = self._scan(outcome.zoom) if outcome.scan else outcome.zoom[: self.calls_per_turn]
+            for i, box in enumerate(boxes):
                 args = _zoom_arguments(zoom_tool, box)
                 if args is not None:
                     calls.append(ToolCall(id=f"call_{made + i + 1}", name="zoom", arguments=args))
             if calls:
                 return Reply(text="", tool_calls=calls, usage=usage, model=self.model)
         return Reply(text=UNKNOWN, usage=usage, model=self.model)
+
+    def _scan(self, boxes: list[tuple[float, float, float, float]]) -> list[tuple[float, float, float, float]]:
+        """The first boxes of a search, at most `scan_calls_per_turn` of them covering about `scan_area_per_turn`.
+
+        Small zones (form fields, signs) are cheap, so several go in one turn; a large text block alone
+        may use a turn's share.
+        """
+        out, area = [], 0.0
+        for box in boxes[: self.scan_calls_per_turn]:
+            if out and area + _area(box) > self.scan_area_per_turn:
+                break
+            out.append(box)
+            area += _area(box)
+        return out
 
     async def agenerate(self, messages: list[Message], tools: list[ToolSpec] | None = None, **options: Any) -> Reply:
         """`generate` in a worker thread (OCR is CPU-bound)."""

@@ -149,13 +149,16 @@ def split_words(crop: np.ndarray, min_gap: float = 0.4, min_ratio: float = 6.0) 
             start = x
         elif not blank[x] and start is not None:
             if x - start >= gap and start > 0:
-                cuts.append((start + x) // 2)
+                cuts.append((start, x))  # a blank run [start, x) between two words
             start = None
     if not cuts:
         return [crop]
-    edges = [0, *cuts, w]
+    # Each word keeps some blank margin (the recognizer reads tight crops worse), but never reaches past
+    # the middle of a gap: a sliver of the neighbour's last stroke reads as an extra "1" or "l".
     pad = max(1, h // 4)
-    return [crop[:, max(0, a - pad) : min(w, b + pad)] for a, b in zip(edges[:-1], edges[1:], strict=True) if b - a > 2]
+    lefts = [0] + [max((a + b) // 2, b - pad) for a, b in cuts]
+    rights = [min((a + b) // 2, a + pad) for a, b in cuts] + [w]
+    return [crop[:, x1:x2] for x1, x2 in zip(lefts, rights, strict=True) if x2 - x1 > 2]
 
 
 def merge_rows(lines: list[TextLine], max_gap: float = 1.6) -> list[TextLine]:
