@@ -123,3 +123,15 @@ def test_text_region_cropper_puts_the_named_colour_first_and_respects_quadrants_
     in_quadrant = cropper.propose(image, "What is written on the yellow plate in the bottom left?")
     assert all(b.x1 + b.x2 <= 1.0 and b.y1 + b.y2 >= 1.0 for b in in_quadrant)  # centres in the quadrant
     assert len(cropper.propose(image, "What is the order number?", k=1)) == 1
+
+
+def test_name_pixels_names_each_pixel_as_name_rgb_names_its_colour_bin():
+    from backends.reader.colours import name_pixels, name_rgb
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    names = name_pixels(arr)
+    for (y, x), name in np.ndenumerate(names):
+        centre = tuple(int(c) // 16 * 16 + 8 for c in arr[y, x])
+        assert name == name_rgb(centre)
+    assert len(np.unique(names)) > 3  # random colours get many names, not one default

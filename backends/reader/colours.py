@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import functools
 
 import numpy as np
 from PIL import Image
@@ -60,12 +61,16 @@ def name_rgb(rgb) -> str:
 
 
 def name_pixels(arr: np.ndarray) -> np.ndarray:
-    """The colour name of every pixel of an HxWx3 uint8 array (names computed once per quantized colour)."""
+    """The colour name of every pixel of an HxWx3 uint8 array (colours quantized to 16 levels per channel)."""
     quant = (arr // 16).astype(np.int32)
     keys = quant[..., 0] * 256 + quant[..., 1] * 16 + quant[..., 2]
-    uniq, inverse = np.unique(keys.ravel(), return_inverse=True)
-    names = np.array([name_rgb(((k // 256) * 16 + 8, ((k // 16) % 16) * 16 + 8, (k % 16) * 16 + 8)) for k in uniq])
-    return names[inverse].reshape(keys.shape)
+    return _names_table()[keys]
+
+
+@functools.lru_cache(maxsize=1)
+def _names_table() -> np.ndarray:
+    """The name of each of the 4096 quantized colours (bin centres), computed once: a lookup per pixel."""
+    return np.array([name_rgb(((k // 256) * 16 + 8, ((k // 16) % 16) * 16 + 8, (k % 16) * 16 + 8)) for k in range(4096)])
 
 
 def dominant_colour(image: Image.Image, box: tuple[float, float, float, float], grow: float = 0.15) -> str:
