@@ -55,6 +55,16 @@ class Seen:
         return self.line.text
 
     @property
+    def cut(self) -> bool:
+        """Whether the line touches an edge of its view that is not an edge of the image (a crop may cut it)."""
+        w, h = self.view.image.size
+        left, top, right, bottom = self.line.box
+        rx1, ry1, rx2, ry2 = self.view.region
+        margin = 2.0  # px: the detector's box ends at the glyphs, a line cut by the crop ends at the edge
+        return ((left <= margin and rx1 > 0.0) or (top <= margin and ry1 > 0.0)
+                or (right >= w - margin and rx2 < 1.0) or (bottom >= h - margin and ry2 < 1.0))
+
+    @property
     def centre(self) -> tuple[float, float]:
         return ((self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2)
 
@@ -120,8 +130,9 @@ def _colour_object(query: Query, views: list[ViewInput], seen: list[Seen]) -> Ou
     matches = [s for s in seen if placed(s) and _has_letters(s.text) and s.has_colour(query.colour or "")]
     readable = [s for s in matches if s.readable]
     if readable:
-        # The same sign may be read in several views: trust the sharpest reading (largest text in px).
-        best = max(readable, key=lambda s: (s.line.height, s.line.score))
+        # The same sign may be read in several views: trust a whole reading (not cut by a crop's edge),
+        # then the sharpest (largest text in px).
+        best = max(readable, key=lambda s: (not s.cut, s.line.height, s.line.score))
         return Outcome(answer=best.text)
     located = _unseen([context_box(s.box) for s in matches], views)
     if located:  # a blurry line on that colour: one look at it
@@ -145,7 +156,7 @@ def _colour_blobs(views: list[ViewInput], colour: str) -> list[Rect]:
 def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_value: bool) -> Outcome:
     if not anchor:
         return Outcome()
-    readable = sorted((s for s in seen if s.readable), key=lambda s: -s.line.height)
+    readable = sorted((s for s in seen if s.readable), key=lambda s: (s.cut, -s.line.height))
     for s in readable:
         found = _word_after(s.text, anchor, key_value)
         if found is None:
