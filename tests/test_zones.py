@@ -135,3 +135,21 @@ def test_name_pixels_names_each_pixel_as_name_rgb_names_its_colour_bin():
         centre = tuple(int(c) // 16 * 16 + 8 for c in arr[y, x])
         assert name == name_rgb(centre)
     assert len(np.unique(names)) > 3  # random colours get many names, not one default
+
+
+def test_a_line_at_a_crop_edge_inside_the_image_counts_as_cut_and_loses_to_a_whole_reading():
+    from backends.reader.answering import Seen, ViewInput, _colour_object
+    from backends.reader.ocr import TextLine
+    from backends.reader.questions import parse_question
+
+    sign = Image.new("RGB", (200, 100), (240, 220, 30))
+    inner = ViewInput(sign, region=(0.2, 0.2, 0.4, 0.3), scale=1.0, order=1)
+    at_image_edge = ViewInput(sign, region=(0.0, 0.0, 0.2, 0.1), scale=1.0, order=2)
+    cut = Seen(TextLine("HV 3", 0.99, (150.0, 40.0, 200.0, 60.0)), inner, (0.35, 0.28, 0.4, 0.29))
+    whole = Seen(TextLine("HV 342", 0.95, (60.0, 40.0, 140.0, 58.0)), inner, (0.26, 0.28, 0.34, 0.29))
+    at_border = Seen(TextLine("EDGE", 0.95, (0.0, 40.0, 50.0, 60.0)), at_image_edge, (0.0, 0.04, 0.05, 0.06))
+    assert cut.cut and not whole.cut
+    assert not at_border.cut  # the view's left edge is the image's own edge: nothing was cut off there
+    # The cut reading has taller text and a higher score, yet the whole one is the answer.
+    outcome = _colour_object(parse_question("What does the yellow plate say?"), [inner], [cut, whole])
+    assert outcome.answer == "HV 342"
