@@ -65,18 +65,14 @@ class TextRegionCropper:
     def propose(self, image: Image.Image, question: str, k: int | None = None, budget: int | None = None) -> list[Box]:
         """Crops for `question` (`budget` is left to the strategy, which shrinks crops to fit it)."""
         from backends.reader.questions import parse_question
-        from backends.reader.zones import sign_blobs, text_zones
+        from backends.reader.zones import centre, inside, sign_blobs, text_zones
 
         query = parse_question(question)
         view = image.copy()
         view.thumbnail((self.view_side, self.view_side))
 
         def wanted(rect) -> bool:
-            if query.position is None:
-                return True
-            cx, cy = (rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2
-            px1, py1, px2, py2 = query.position
-            return px1 <= cx <= px2 and py1 <= cy <= py2
+            return query.position is None or inside(centre(rect), query.position)
 
         signs = [r for r in sign_blobs(view, query.colour) if wanted(r)][: self.signs] if query.colour else []
         allowed = self.colour_area if query.colour else self.max_area

@@ -16,7 +16,7 @@ from PIL import Image
 from .colours import colour_fraction, dominant_colour
 from .ocr import OcrEngine, TextLine
 from .questions import Query
-from .zones import Rect, context_box, covers, sign_blobs, text_zones
+from .zones import Rect, centre, context_box, covers, inside, sign_blobs, text_zones
 
 #: Recognition confidence above which a line counts as read.
 READ_SCORE = 0.8
@@ -125,7 +125,7 @@ def answer(query: Query, views: list[ViewInput], ocr: OcrEngine, scope: str = ""
 
 def _colour_object(query: Query, views: list[ViewInput], seen: list[Seen]) -> Outcome:
     def placed(s: Seen) -> bool:
-        return query.position is None or _inside(s.centre, query.position)
+        return query.position is None or inside(s.centre, query.position)
 
     matches = [s for s in seen if placed(s) and _has_letters(s.text) and s.has_colour(query.colour or "")]
     readable = [s for s in matches if s.readable]
@@ -138,7 +138,7 @@ def _colour_object(query: Query, views: list[ViewInput], seen: list[Seen]) -> Ou
     if located:  # a blurry line on that colour: one look at it
         return Outcome(zoom=located)
     # Otherwise a search over sign-shaped blobs of that colour, several per turn (each is a small crop).
-    zoom = [b for b in _colour_blobs(views, query.colour or "") if query.position is None or _inside(_centre(b), query.position)]
+    zoom = [b for b in _colour_blobs(views, query.colour or "") if query.position is None or inside(centre(b), query.position)]
     if query.position is not None:
         zoom.append(query.position)
     return Outcome(zoom=_unseen(zoom, views), scan=True)
@@ -267,7 +267,7 @@ def _generic(query: Query, views: list[ViewInput], seen: list[Seen]) -> Outcome:
     latest = max(views, key=lambda v: v.order)
     lines = [s for s in seen if s.view is latest and s.readable and _has_letters(s.text)]
     if query.position is not None:
-        lines = [s for s in lines if _inside(s.centre, query.position)]
+        lines = [s for s in lines if inside(s.centre, query.position)]
     if lines:
         return Outcome(answer=max(lines, key=lambda s: s.line.height * s.line.score).text)
     return Outcome(zoom=_unseen(_text_regions(views, seen), views), scan=True)
@@ -278,14 +278,6 @@ def _generic(query: Query, views: list[ViewInput], seen: list[Seen]) -> Outcome:
 
 def _has_letters(text: str) -> bool:
     return sum(ch.isalnum() for ch in text) >= 2
-
-
-def _inside(point: tuple[float, float], rect: Rect) -> bool:
-    return rect[0] <= point[0] <= rect[2] and rect[1] <= point[1] <= rect[3]
-
-
-def _centre(rect: Rect) -> tuple[float, float]:
-    return ((rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2)
 
 
 def _scale(view: ViewInput) -> float:

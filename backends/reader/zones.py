@@ -125,3 +125,11 @@ def covers(outer: Rect, inner: Rect) -> float:
     h = min(outer[3], inner[3]) - max(outer[1], inner[1])
     area = (inner[2] - inner[0]) * (inner[3] - inner[1])
     return max(0.0, w) * max(0.0, h) / area if area > 0 else 0.0
+
+
+def centre(rect: Rect) -> tuple[float, float]:
+    return ((rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2)
+
+
+def inside(point: tuple[float, float], rect: Rect) -> bool:
+    return rect[0] <= point[0] <= rect[2] and rect[1] <= point[1] <= rect[3]
