@@ -134,14 +134,53 @@ def test_reader_maps_a_box_to_the_smallest_named_crop_when_only_names_are_offere
     assert crops[name].coverage(Box.from_list(item["evidence"][0])) > 0.99
 
 
-def test_anchor_with_an_ocr_slip_still_finds_the_next_word():
-    from types import SimpleNamespace
+def sharp_line(text, words=None, box=(0.0, 0.0, 0.5, 0.02)):
+    """A line read at full resolution; `words` are (piece, confidence) pairs joining to `text`."""
+    from backends.reader.answering import Seen, ViewInput
+    from backends.reader.ocr import TextLine
 
+    words = tuple(words) if words else ((text, 0.95),)
+    assert " ".join(w for w, _ in words) == text
+    view = ViewInput(Image.new("RGB", (1000, 40), "white"), region=(0.0, 0.0, 1.0, 1.0), scale=1.0)
+    return Seen(TextLine(text, min(c for _, c in words), (10.0, 10.0, 990.0, 30.0), words), view, box)
+
+
+def test_anchor_with_an_ocr_slip_still_finds_the_next_word():
     from backends.reader.answering import _fuzzy_after
 
-    lines = [SimpleNamespace(text="mosaic ridge vertex"), SimpleNamespace(text="kelpp pillar goblet satchel compass")]
+    lines = [sharp_line("mosaic ridge vertex"), sharp_line("kelpp pillar goblet satchel compass")]
     assert _fuzzy_after("kelp pillar", lines, key_value=False) == "goblet"
     assert _fuzzy_after("basalt meadow", lines, key_value=False) is None  # nothing close: no guess
-    assert _fuzzy_after("pillar goblet", [SimpleNamespace(text="kelp pillar goblet")], key_value=False) is None  # at the end
-    form = [SimpleNamespace(text="Vouchr code: RAVEN 81"), SimpleNamespace(text="Order date: TC 179")]
+    assert _fuzzy_after("pillar goblet", [sharp_line("kelp pillar goblet")], key_value=False) is None  # at the end
+    form = [sharp_line("Vouchr code: RAVEN 81"), sharp_line("Order date: TC 179")]
     assert _fuzzy_after("voucher code", form, key_value=True) == "RAVEN 81"
+    # The slipped anchor may be read with low confidence; the answer itself may not.
+    slipped = sharp_line("kelpp pillar goblet", [("kelpp", 0.6), ("pillar", 0.9), ("goblet", 0.95)])
+    assert _fuzzy_after("kelp pillar", [slipped], key_value=False) == "goblet"
+    unsure = sharp_line("kelpp pillar goblet", [("kelpp", 0.9), ("pillar", 0.9), ("goblet", 0.5)])
+    assert _fuzzy_after("kelp pillar", [unsure], key_value=False) is None
+
+
+def test_a_garbled_word_elsewhere_on_a_line_does_not_hide_the_answer():
+    from backends.reader.answering import _after_anchor
+
+    # The crop's edge cut the line's last word: the recognizer gives it 0.31, the line's score.
+    line = sharp_line("tundra ember rivermural canyon C",
+                      [("tundra", 0.97), ("ember", 0.95), ("rivermural", 0.92), ("canyon", 0.96), ("C", 0.31)])
+    assert not line.readable
+    assert _after_anchor("tundra ember", [line.view], [line], key_value=False).answer == "rivermural"
+    # The answer word itself garbled: no answer from this line.
+    bad = sharp_line("tundra ember rivermural", [("tundra", 0.97), ("ember", 0.95), ("rivermural", 0.4)])
+    assert _after_anchor("tundra ember", [bad.view], [bad], key_value=False).answer is None
+
+
+def test_word_confidences_survive_joining_a_row():
+    from backends.reader.ocr import TextLine, merge_rows
+
+    left = TextLine("alpha beta", 0.9, (0.0, 0.0, 100.0, 20.0), (("alpha", 0.99), ("beta", 0.9)))
+    right = TextLine("gamma", 0.4, (110.0, 0.0, 160.0, 20.0), (("gamma", 0.4),))
+    (row,) = merge_rows([right, left])
+    assert row.text == "alpha beta gamma" and row.score == 0.4
+    assert row.span_score(0, len("alpha beta")) == 0.9  # the garbled "gamma" does not taint "alpha beta"
+    assert row.span_score(len("alpha beta "), len(row.text)) == 0.4
+    assert row.span_score(0, 3) == 0.99

@@ -156,20 +156,29 @@ def _colour_blobs(views: list[ViewInput], colour: str) -> list[Rect]:
 def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_value: bool) -> Outcome:
     if not anchor:
         return Outcome()
-    readable = sorted((s for s in seen if s.readable), key=lambda s: (s.cut, -s.line.height))
-    for s in readable:
+    # A sharp line counts when the words that matter are read well, even if another word on it is not (a
+    # word cut by a crop's edge, a garbled neighbour); a blurry line must be read well throughout.
+    lines = sorted((s for s in seen if s.readable or _scale(s.view) >= FULL_RES), key=lambda s: (s.cut, -s.line.height))
+    for s in lines:
         found = _word_after(s.text, anchor, key_value)
         if found is None:
             continue
-        if found:
-            return Outcome(answer=found)
-        nxt = _line_to_the_right(s, readable) or (None if key_value else _line_below(s, readable))
-        if nxt is not None and nxt.text.split():
-            return Outcome(answer=nxt.text.lstrip(":： ") if key_value else _clean_word(nxt.text.split()[0]))
+        value, start, end = found
+        if value and s.line.span_score(start, end) >= READ_SCORE:
+            return Outcome(answer=value)
+        if value or not _reads(s, anchor):  # a poorly read answer; or the anchor ends the line unread
+            continue
+        nxt = _line_to_the_right(s, lines) or (None if key_value else _line_below(s, lines))
+        if nxt is None or not nxt.text.split():
+            continue
+        value = nxt.text.lstrip(":： ") if key_value else _clean_word(nxt.text.split()[0])
+        span = len(nxt.text) if key_value else len(nxt.text.split()[0])
+        if value and nxt.line.span_score(0, span) >= READ_SCORE:
+            return Outcome(answer=value)
     # Read, but with an OCR slip in the anchor ("kelpp pillar"): the closest run of words, if close enough.
-    found = _fuzzy_after(anchor, [s for s in readable if _scale(s.view) >= FULL_RES], key_value)
-    if found:
-        return Outcome(answer=found)
+    found_fuzzy = _fuzzy_after(anchor, [s for s in lines if _scale(s.view) >= FULL_RES], key_value)
+    if found_fuzzy:
+        return Outcome(answer=found_fuzzy)
     # Not read yet: zoom where a blurry line partially matches the anchor, else search where text is.
     blurry = [s for s in seen if _scale(s.view) < FULL_RES]
     partial = sorted((s for s in blurry if _similarity(s.text, anchor) >= 0.7), key=lambda s: -_similarity(s.text, anchor))
@@ -179,17 +188,25 @@ def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_val
     return Outcome(zoom=_unseen(_text_regions(views, seen), views), scan=True)
 
 
-def _word_after(text: str, anchor: str, key_value: bool) -> str | None:
-    """The word(s) after `anchor` in `text`: None if the anchor is absent, "" if it ends the line."""
+def _reads(s: Seen, anchor: str) -> bool:
+    """Whether the anchor itself is read well on `s` (it ends the line; the answer is on a neighbour)."""
+    m = re.search(_fuzzy(anchor), s.text, re.I)
+    return m is not None and s.line.span_score(m.start(), m.end()) >= READ_SCORE
+
+
+def _word_after(text: str, anchor: str, key_value: bool) -> tuple[str, int, int] | None:
+    """The word(s) after `anchor` in `text` and the span of anchor and answer (for its confidence).
+
+    None if the anchor is absent; an empty answer if it ends the line.
+    """
     if key_value:
         m = re.search(rf"{_fuzzy(anchor)}\s*[:：]\s*(?P<rest>.*)$", text, re.I)
-        return None if m is None else m.group("rest").strip()
+        return None if m is None else (m.group("rest").strip(), m.start(), m.end())
     # No word-boundary checks: the OCR sometimes runs neighbouring words together ("quillthunder").
-    m = re.search(rf"{_fuzzy(anchor)}[\s,;:.]*(?P<rest>.*)$", text, re.I)
+    m = re.search(rf"{_fuzzy(anchor)}[\s,;:.]*(?P<rest>\S*)", text, re.I)
     if m is None:
         return None
-    words = m.group("rest").split()
-    return _clean_word(words[0]) if words else ""
+    return _clean_word(m.group("rest")), m.start(), m.end()
 
 
 def _fuzzy_after(anchor: str, lines: list[Seen], key_value: bool, threshold: float = 0.85) -> str | None:
@@ -197,23 +214,24 @@ def _fuzzy_after(anchor: str, lines: list[Seen], key_value: bool, threshold: flo
 
     Only full-resolution lines are given; the match is a run of as many words as the anchor, compared with
     spaces removed, and must reach `threshold` (one slipped letter in a two-word anchor scores about 0.95).
+    The answer's own words must be read with confidence; the slipped anchor need not be.
     """
     n = max(1, len(anchor.split()))
     target = anchor.lower().replace(" ", "")
     best: tuple[float, str] | None = None
     for s in lines:
-        words = s.text.split()
+        words = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", s.text)]
         for i in range(len(words) - n + 1):
-            window = "".join(words[i : i + n]).lower().rstrip(":：")
+            window = "".join(w for w, _, _ in words[i : i + n]).lower().rstrip(":：")
             score = difflib.SequenceMatcher(None, window, target, autojunk=False).ratio()
             rest = words[i + n :]
             if score < threshold or not rest:
                 continue
             if key_value:
-                value = " ".join(rest).lstrip(":： ").strip()
+                value, span = " ".join(w for w, _, _ in rest).lstrip(":： ").strip(), (rest[0][1], rest[-1][2])
             else:
-                value = _clean_word(rest[0].lstrip(":："))
-            if value and (best is None or score > best[0]):
+                value, span = _clean_word(rest[0][0].lstrip(":：")), (rest[0][1], rest[0][2])
+            if value and s.line.span_score(*span) >= READ_SCORE and (best is None or score > best[0]):
                 best = (score, value)
     return None if best is None else best[1]
 

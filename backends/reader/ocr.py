@@ -20,19 +20,41 @@ from ..base import require
 #: Tiles at most this many pixels per side (RapidOCR's own limit, above which it downsizes).
 TILE = 1800
 OVERLAP = 160
+#: A blank gap at least this many line heights wide is a word space even inside a short line.
+WORD_SPACE = 0.7
+#: A line's first or last piece narrower than this many heights and read below `SLIVER_SCORE` is a sliver.
+SLIVER_WIDTH = 0.7
+SLIVER_SCORE = 0.8
 
 
 @dataclass
 class TextLine:
     """One detected text line in the pixel coordinates of the image it was read from.
 
-    `score` is the recognizer's confidence (0 when recognition produced nothing); a detected line with
-    a low score is text the reader can see but not read.
+    `score` is the recognizer's confidence in its worst word (0 when recognition produced nothing); a
+    detected line with a low score is text the reader can see but not read. `words` keeps each recognised
+    piece with its own confidence, so a question about one part of a line can trust that part even when
+    another word (say, one cut by a crop's edge) is garbled; `text` is the pieces joined by spaces.
     """
 
     text: str
     score: float
     box: tuple[float, float, float, float]  # left, top, right, bottom in pixels
+    words: tuple[tuple[str, float], ...] = ()
+
+    def span_score(self, start: int, end: int) -> float:
+        """The confidence of the characters `text[start:end]`: the worst piece overlapping them.
+
+        A line built without pieces answers with its own `score`.
+        """
+        if not self.words:
+            return self.score
+        worst, at = 1.0, 0
+        for piece, score in self.words:
+            if at < end and at + len(piece) > start:
+                worst = min(worst, score)
+            at += len(piece) + 1  # the joining space
+        return worst
 
     @property
     def height(self) -> float:
@@ -117,16 +139,66 @@ class OcrEngine:
         for ps in pieces:
             parts = rec_flat[i : i + len(ps)]
             i += len(ps)
-            texts = [str(r[0]).strip() for r in parts if str(r[0]).strip()]
-            scores = [float(r[1]) for r in parts if str(r[0]).strip()]
-            rec.append((" ".join(texts), min(scores) if scores else 0.0))
+            rec.append(_words(_drop_slivers(ps, parts)))
+        rec = self._respace(crops, pieces, rec)
         out = []
-        for quad, res in zip(boxes, rec, strict=False):
-            text, score = res[0], res[1] if res[0] else 0.0
+        for quad, words in zip(boxes, rec, strict=False):
+            text = " ".join(w for w, _ in words)
+            score = min((sc for _, sc in words), default=0.0)
             xs, ys = quad[:, 0], quad[:, 1]
+            if not words and xs.max() - xs.min() < SLIVER_WIDTH * (ys.max() - ys.min()):
+                continue  # a lone sliver: no text, and joined to a row it would only stretch the row's box
             out.append(TextLine(text, score, (float(xs.min()) + x0, float(ys.min()) + y0,
-                                              float(xs.max()) + x0, float(ys.max()) + y0)))
+                                              float(xs.max()) + x0, float(ys.max()) + y0), words))
         return out
+
+
+    def _respace(self, crops, pieces, rec) -> list[tuple[tuple[str, float], ...]]:
+        """Put back the spaces the recognizer drops inside short lines ("rivermural" for "river mural").
+
+        Short lines are recognised whole (cutting codes such as "B7-4421" at narrow gaps would hurt);
+        where such a line has a blank gap as wide as a word space, its pieces are recognised too, and their
+        reading replaces the whole one only when the two agree letter for letter but for the spaces.
+        """
+        todo = []
+        for j, (crop, ps) in enumerate(zip(crops, pieces, strict=True)):
+            if len(ps) == 1 and rec[j]:
+                alt = split_words(crop, min_gap=WORD_SPACE, min_ratio=0.0)
+                if len(alt) > 1:
+                    todo.append((j, alt))
+        if not todo:
+            return rec
+        flat = [p for _, alt in todo for p in alt]
+        with self._lock:
+            rec_flat, _ = self._engine.text_rec(flat, False)
+        out, i = list(rec), 0
+        for j, alt in todo:
+            words = _words(rec_flat[i : i + len(alt)])
+            i += len(alt)
+            if "".join(w for w, _ in words).replace(" ", "") == "".join(w for w, _ in rec[j]).replace(" ", ""):
+                out[j] = words
+        return out
+
+
+def _drop_slivers(pieces: list[np.ndarray], parts: list) -> list:
+    """Drop an unsure, narrow first or last piece: a neighbour's stroke inside an overlapping detector box.
+
+    A box that is nothing but such a sliver loses its only piece (and `_read_tile` drops the box).
+
+    Boxes of adjacent words overlap by a few pixels, so a line often starts or ends with a sliver that
+    reads as "1", "V" or "C" at low confidence; kept, it would stand between an anchor and its next word.
+    """
+    drop = set()
+    for end in {0, len(pieces) - 1}:
+        height, width = pieces[end].shape[:2]
+        if width < SLIVER_WIDTH * height and float(parts[end][1]) < SLIVER_SCORE:
+            drop.add(end)
+    return [p for k, p in enumerate(parts) if k not in drop]
+
+
+def _words(parts) -> tuple[tuple[str, float], ...]:
+    """Recognizer results as (text, confidence) pieces, empty readings dropped."""
+    return tuple((str(r[0]).strip(), float(r[1])) for r in parts if str(r[0]).strip())
 
 
 def split_words(crop: np.ndarray, min_gap: float = 0.4, min_ratio: float = 6.0) -> list[np.ndarray]:
@@ -165,28 +237,50 @@ def merge_rows(lines: list[TextLine], max_gap: float = 1.6) -> list[TextLine]:
     """Join boxes that sit on one text row with a small gap into one line, reading order top to bottom.
 
     The detector often splits a row at wide word gaps; questions like "the word after X" need the row.
+    A box may join a row on either side: a row's first word can sit a pixel lower than the rest.
     """
     rows: list[TextLine] = []
     for line in sorted(lines, key=lambda t: (t.box[1], t.box[0])):
-        target = None
-        for row in rows:
-            h = min(row.height, line.height)
-            v_overlap = min(row.box[3], line.box[3]) - max(row.box[1], line.box[1])
-            gap = line.box[0] - row.box[2]
-            if h > 0 and v_overlap >= 0.6 * h and -0.5 * h <= gap <= max_gap * h and 0.6 < line.height / row.height < 1.6:
-                target = row
-                break
-        if target is None:
-            rows.append(TextLine(line.text, line.score, line.box))
-            continue
-        idx = rows.index(target)
-        rows[idx] = TextLine(
-            (target.text + " " + line.text).strip(),
-            min(target.score, line.score),
-            (target.box[0], min(target.box[1], line.box[1]), max(target.box[2], line.box[2]), max(target.box[3], line.box[3])),
-        )
+        joined = False
+        for idx, row in enumerate(rows):
+            side = _side(row, line, max_gap)
+            if side is None:
+                continue
+            left, right = (row, line) if side == "right" else (line, row)
+            rows[idx] = TextLine(
+                (left.text + " " + right.text).strip(),
+                min(left.score, right.score),
+                (min(left.box[0], right.box[0]), min(left.box[1], right.box[1]),
+                 max(left.box[2], right.box[2]), max(left.box[3], right.box[3])),
+                _pieces(left) + _pieces(right),
+            )
+            joined = True
+            break
+        if not joined:
+            rows.append(TextLine(line.text, line.score, line.box, line.words))
     rows.sort(key=lambda t: (round(t.box[1] / max(4.0, t.height)), t.box[0]))
     return rows
+
+
+def _side(row: TextLine, line: TextLine, max_gap: float) -> str | None:
+    """On which side of `row` the box `line` continues it ("right", "left"), or None if it does not."""
+    h = min(row.height, line.height)
+    v_overlap = min(row.box[3], line.box[3]) - max(row.box[1], line.box[1])
+    if h <= 0 or v_overlap < 0.6 * h or not 0.6 < line.height / row.height < 1.6:
+        return None
+    # Adjacent boxes overlap: a detector box often takes in its neighbour's first or last stroke.
+    if -h <= line.box[0] - row.box[2] <= max_gap * h:
+        return "right"
+    if -h <= row.box[0] - line.box[2] <= max_gap * h:
+        return "left"
+    return None
+
+
+def _pieces(line: TextLine) -> tuple[tuple[str, float], ...]:
+    """A line's pieces, or the whole line as one piece (so joined rows keep every part's confidence)."""
+    if line.words:
+        return line.words
+    return ((line.text, line.score),) if line.text else ()
 
 
 def _starts(n: int) -> list[int]:
