@@ -173,14 +173,3 @@ def test_a_garbled_word_elsewhere_on_a_line_does_not_hide_the_answer():
     bad = sharp_line("tundra ember rivermural", [("tundra", 0.97), ("ember", 0.95), ("rivermural", 0.4)])
     assert _after_anchor("tundra ember", [bad.view], [bad], key_value=False).answer is None
 
-
-def test_word_confidences_survive_joining_a_row():
-    from backends.reader.ocr import TextLine, merge_rows
-
-    left = TextLine("alpha beta", 0.9, (0.0, 0.0, 100.0, 20.0), (("alpha", 0.99), ("beta", 0.9)))
-    right = TextLine("gamma", 0.4, (110.0, 0.0, 160.0, 20.0), (("gamma", 0.4),))
-    (row,) = merge_rows([right, left])
-    assert row.text == "alpha beta gamma" and row.score == 0.4
-    assert row.span_score(0, len("alpha beta")) == 0.9  # the garbled "gamma" does not taint "alpha beta"
-    assert row.span_score(len("alpha beta "), len(row.text)) == 0.4
-    assert row.span_score(0, 3) == 0.99
