@@ -152,7 +152,6 @@ class OcrEngine:
                                               float(xs.max()) + x0, float(ys.max()) + y0), words))
         return out
 
-
     def _respace(self, crops, pieces, rec) -> list[tuple[tuple[str, float], ...]]:
         """Put back the spaces the recognizer drops inside short lines ("rivermural" for "river mural").
 
@@ -183,10 +182,9 @@ class OcrEngine:
 def _drop_slivers(pieces: list[np.ndarray], parts: list) -> list:
     """Drop an unsure, narrow first or last piece: a neighbour's stroke inside an overlapping detector box.
 
-    A box that is nothing but such a sliver loses its only piece (and `_read_tile` drops the box).
-
     Boxes of adjacent words overlap by a few pixels, so a line often starts or ends with a sliver that
     reads as "1", "V" or "C" at low confidence; kept, it would stand between an anchor and its next word.
+    A box that is nothing but such a sliver loses its only piece (and `_read_tile` drops the box).
     """
     drop = set()
     for end in {0, len(pieces) - 1}:
