@@ -52,7 +52,7 @@ class TextRegionCropper:
     """
 
     def __init__(self, k: int | None = None, view_side: int = 1024, max_area: float = 0.25,
-                 colour_area: float = 0.05, signs: int = 3):
+                 colour_area: float = 0.05, signs: int = 7):
         self.k = k
         self.view_side = view_side
         self.max_area = max_area

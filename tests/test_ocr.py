@@ -38,6 +38,17 @@ def test_a_row_joins_a_box_on_its_left_even_when_the_boxes_overlap():
     assert rows[0].span_score(0, 4) == 0.99
 
 
+def test_a_middle_box_that_joins_the_right_part_first_still_ends_in_one_row():
+    # "pylon prism" sits highest, so it starts a row; "kelp" is too far from it and starts another; then
+    # "pillar goblet" joins "pylon prism" on its left. A second pass must join "kelp" to the result.
+    tail = TextLine("pylon prism", 0.99, (455.0, 209.0, 600.0, 228.0), (("pylon", 0.99), ("prism", 0.99)))
+    first = TextLine("kelp", 0.9, (63.0, 210.0, 119.0, 228.0), (("kelp", 0.9),))
+    middle = TextLine("pillar goblet", 0.97, (111.0, 210.0, 447.0, 229.0), (("pillar", 0.97), ("goblet", 0.98)))
+    (row,) = merge_rows([first, middle, tail])
+    assert row.text == "kelp pillar goblet pylon prism"
+    assert row.box == (63.0, 209.0, 600.0, 229.0)
+
+
 def test_a_narrow_unsure_piece_at_either_end_is_a_sliver_and_goes():
     h = 13
     pieces = [np.zeros((h, 4, 3)), np.zeros((h, 40, 3)), np.zeros((h, 30, 3)), np.zeros((h, 6, 3))]

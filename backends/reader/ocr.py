@@ -235,8 +235,20 @@ def merge_rows(lines: list[TextLine], max_gap: float = 1.6) -> list[TextLine]:
     """Join boxes that sit on one text row with a small gap into one line, reading order top to bottom.
 
     The detector often splits a row at wide word gaps; questions like "the word after X" need the row.
-    A box may join a row on either side: a row's first word can sit a pixel lower than the rest.
+    A box may join a row on either side (a row's first word can sit a pixel lower than the rest), and
+    joined rows are joined again until nothing changes: a middle box may first join the right-hand part.
     """
+    rows = list(lines)
+    while True:
+        joined = _join_pass(rows, max_gap)
+        if len(joined) == len(rows):
+            break
+        rows = joined
+    rows.sort(key=lambda t: (round(t.box[1] / max(4.0, t.height)), t.box[0]))
+    return rows
+
+
+def _join_pass(lines: list[TextLine], max_gap: float) -> list[TextLine]:
     rows: list[TextLine] = []
     for line in sorted(lines, key=lambda t: (t.box[1], t.box[0])):
         joined = False
@@ -256,7 +268,6 @@ def merge_rows(lines: list[TextLine], max_gap: float = 1.6) -> list[TextLine]:
             break
         if not joined:
             rows.append(TextLine(line.text, line.score, line.box, line.words))
-    rows.sort(key=lambda t: (round(t.box[1] / max(4.0, t.height)), t.box[0]))
     return rows
 
 
