@@ -135,12 +135,12 @@ class OcrEngine:
             pieces = [split_words(c) for c in crops]
             flat = [p for ps in pieces for p in ps]
             rec_flat, _ = engine.text_rec(flat, False) if flat else ([], None)
-        rec, i = [], 0
+        parts, i = [], 0
         for ps in pieces:
-            parts = rec_flat[i : i + len(ps)]
+            parts.append(list(rec_flat[i : i + len(ps)]))
             i += len(ps)
-            rec.append(_words(_drop_slivers(ps, parts)))
-        rec = self._respace(crops, pieces, rec)
+        self._respace(pieces, parts)
+        rec = [_words(_drop_slivers(ps, pt)) for ps, pt in zip(pieces, parts, strict=True)]
         out = []
         for quad, words in zip(boxes, rec, strict=False):
             text = " ".join(w for w, _ in words)
@@ -152,31 +152,35 @@ class OcrEngine:
                                               float(xs.max()) + x0, float(ys.max()) + y0), words))
         return out
 
-    def _respace(self, crops, pieces, rec) -> list[tuple[tuple[str, float], ...]]:
+    def _respace(self, pieces: list[list[np.ndarray]], parts: list[list]) -> None:
         """Put back the spaces the recognizer drops inside short lines ("rivermural" for "river mural").
 
         Short lines are recognised whole (cutting codes such as "B7-4421" at narrow gaps would hurt);
-        where such a line has a blank gap as wide as a word space, its pieces are recognised too, and their
-        reading replaces the whole one only when the two agree letter for letter but for the spaces.
+        where such a line has a blank gap as wide as a word space, its pieces are recognised too, and they
+        replace the whole line (in `pieces` and `parts`, in place) only when the two readings agree letter
+        for letter but for the spaces.
         """
         todo = []
-        for j, (crop, ps) in enumerate(zip(crops, pieces, strict=True)):
-            if len(ps) == 1 and rec[j]:
-                alt = split_words(crop, min_gap=WORD_SPACE, min_ratio=0.0)
+        for j, ps in enumerate(pieces):
+            if len(ps) == 1 and _words(parts[j]):
+                alt = split_words(ps[0], min_gap=WORD_SPACE, min_ratio=0.0)
                 if len(alt) > 1:
                     todo.append((j, alt))
         if not todo:
-            return rec
+            return
         flat = [p for _, alt in todo for p in alt]
         with self._lock:
             rec_flat, _ = self._engine.text_rec(flat, False)
-        out, i = list(rec), 0
+        i = 0
         for j, alt in todo:
-            words = _words(rec_flat[i : i + len(alt)])
+            alt_parts = list(rec_flat[i : i + len(alt)])
             i += len(alt)
-            if "".join(w for w, _ in words).replace(" ", "") == "".join(w for w, _ in rec[j]).replace(" ", ""):
-                out[j] = words
-        return out
+            if _letters(_words(alt_parts)) == _letters(_words(parts[j])):
+                pieces[j], parts[j] = alt, alt_parts
+
+
+def _letters(words: tuple[tuple[str, float], ...]) -> str:
+    return "".join(w for w, _ in words).replace(" ", "")
 
 
 def _drop_slivers(pieces: list[np.ndarray], parts: list) -> list:
