@@ -164,9 +164,10 @@ def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_val
         if found is None:
             continue
         value, start, end = found
-        if value and s.line.span_score(start, end) >= READ_SCORE:
+        confident = s.line.span_score(start, end) >= READ_SCORE
+        if value and confident:
             return Outcome(answer=value)
-        if value or not _reads(s, anchor):  # a poorly read answer; or the anchor ends the line unread
+        if value or not confident:  # a poorly read answer; or the anchor ends the line, itself poorly read
             continue
         nxt = _line_to_the_right(s, lines) or (None if key_value else _line_below(s, lines))
         if nxt is None or not nxt.text.split():
@@ -186,12 +187,6 @@ def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_val
     if zoom:
         return Outcome(zoom=zoom)
     return Outcome(zoom=_unseen(_text_regions(views, seen), views), scan=True)
-
-
-def _reads(s: Seen, anchor: str) -> bool:
-    """Whether the anchor itself is read well on `s` (it ends the line; the answer is on a neighbour)."""
-    m = re.search(_fuzzy(anchor), s.text, re.I)
-    return m is not None and s.line.span_score(m.start(), m.end()) >= READ_SCORE
 
 
 def _word_after(text: str, anchor: str, key_value: bool) -> tuple[str, int, int] | None:

@@ -271,7 +271,7 @@ def _join_pass(lines: list[TextLine], max_gap: float) -> list[TextLine]:
             joined = True
             break
         if not joined:
-            rows.append(TextLine(line.text, line.score, line.box, line.words))
+            rows.append(line)  # rows are replaced when joined, never changed in place
     return rows
 
 
