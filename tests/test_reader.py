@@ -173,3 +173,19 @@ def test_a_garbled_word_elsewhere_on_a_line_does_not_hide_the_answer():
     bad = sharp_line("tundra ember rivermural", [("tundra", 0.97), ("ember", 0.95), ("rivermural", 0.4)])
     assert _after_anchor("tundra ember", [bad.view], [bad], key_value=False).answer is None
 
+
+
+def test_a_crop_that_splits_a_sign_between_letters_does_not_beat_the_whole_reading(reader):
+    from training.synth import make_scene
+
+    # Real scene: the first crop ends in the gap after "MEA" of "MEADOW 22", so its reading does not touch
+    # the crop's edge and looks whole (and sharper than the reading of the wider crop).
+    image, items = make_scene("sign", 11000028, True)
+    item = next(i for i in items if "violet tag" in i["question"])
+    assert item["answers"] == ["MEADOW 22"]
+    parts = [low_view(image), crop_view(image, Box(0.1057, 0.8732, 0.1657, 0.9332)),
+             crop_view(image, Box(0.0997, 0.8561, 0.2558, 0.947))]
+    assert exact_match(ask(reader, parts, item["question"]).text, item["answers"])
+    # The premise: shown alone, the split crop reads only the part, with nothing to say it is a part.
+    alone = ask(reader, [crop_view(image, Box(0.1057, 0.8732, 0.1657, 0.9332))], item["question"])
+    assert alone.text == "MEA"

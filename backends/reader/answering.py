@@ -128,7 +128,7 @@ def _colour_object(query: Query, views: list[ViewInput], seen: list[Seen]) -> Ou
         return query.position is None or inside(s.centre, query.position)
 
     matches = [s for s in seen if placed(s) and _has_letters(s.text) and s.has_colour(query.colour or "")]
-    readable = [s for s in matches if s.readable]
+    readable = _drop_partial_readings([s for s in matches if s.readable])
     if readable:
         # The same sign may be read in several views: trust a whole reading (not cut by a crop's edge),
         # then the sharpest (largest text in px).
@@ -142,6 +142,23 @@ def _colour_object(query: Query, views: list[ViewInput], seen: list[Seen]) -> Ou
     if query.position is not None:
         zoom.append(query.position)
     return Outcome(zoom=_unseen(zoom, views), scan=True)
+
+
+def _drop_partial_readings(readings: list[Seen]) -> list[Seen]:
+    """Drop readings that are part of a longer reading of the same sign.
+
+    A crop whose edge falls in the gap between two letters cuts a sign without touching its text, so the
+    reading ("MEA" of "MEADOW 22") does not look cut; another view's reading that spans it and contains
+    its text shows it was only a part.
+    """
+    def squashed(s: Seen) -> str:
+        return "".join(ch for ch in s.text.lower() if ch.isalnum())
+
+    def part_of(s: Seen, other: Seen) -> bool:
+        return (len(squashed(other)) > len(squashed(s)) and squashed(s) in squashed(other)
+                and covers(other.box, s.box) >= 0.8)
+
+    return [s for s in readings if not any(part_of(s, o) for o in readings if o is not s)]
 
 
 def _colour_blobs(views: list[ViewInput], colour: str) -> list[Rect]:
