@@ -50,8 +50,12 @@ def run(args) -> int:
     print(result.table())
     timing = result.summary["timing"]
     share = timing.get("overhead_share")
-    print(f"\nthis run: {timing['work_s']:.1f}s of work, backend {timing['backend_s']:.1f}s, cropper "
-          f"{timing['cropper_s']:.1f}s, harness overhead {'-' if share is None else f'{share:.1%}'}")
+    if share is None:
+        print(f"\nthis run: nothing left to ask (every result was already in {args.out}); "
+              f"summary and report in {timing['work_s']:.1f}s")
+    else:
+        print(f"\nthis run: {timing['work_s']:.1f}s of work, backend {timing['backend_s']:.1f}s, cropper "
+              f"{timing['cropper_s']:.1f}s, harness overhead {share:.1%}")
     for name, path in result.files.items():
         print(f"{name}: {path}")
     return 0

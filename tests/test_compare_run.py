@@ -198,14 +198,18 @@ def test_a_dead_api_stops_the_run_and_keeps_what_was_written(tmp_path):
 
 def test_cli_compare_prints_the_table_or_json(tmp_path, capsys):
     data = make_dataset(tmp_path / "d", 2)
-    assert main(["compare", "--data", str(data), "--out", str(tmp_path / "run"), "--strategies", "low,full",
-                 "--global-side", "160", "--no-report", "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["strategies"]["full"]["n"] == 2
-    assert main(["compare", "--data", str(data), "--out", str(tmp_path / "run"), "--strategies", "low,full",
-                 "--global-side", "160", "--no-report"]) == 0
+    args = ["compare", "--data", str(data), "--out", str(tmp_path / "run"), "--strategies", "low,full",
+            "--global-side", "160", "--no-report"]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert "vs full" in printed and "harness overhead" in printed
+    # A rerun with everything on disk asks nothing: the same table, and no overhead share of no work.
+    assert main([*args, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["strategies"]["full"]["n"] == 2 and summary["timing"]["overhead_share"] is None
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "vs full" in printed and "nothing left to ask" in printed and "harness overhead" not in printed
     assert main(["compare", "--data", str(data), "--out", str(tmp_path / "x"), "--policy", "p", "--cropper", "grid"]) == 2
     assert "not both" in capsys.readouterr().err
     assert main(["compare", "--data", str(data), "--out", str(tmp_path / "x"), "--strategies", "low,zoomy"]) == 2

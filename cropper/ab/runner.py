@@ -422,7 +422,10 @@ class _Runner:
         return sum(c.thread_seconds() for c in self.croppers.values())
 
     def timing(self, setup_s: float, finish_s: float) -> dict[str, Any]:
-        """Where this invocation's time went; `overhead_share` is the harness's own share of it."""
+        """Where this invocation's time went; `overhead_share` is the harness's own share of it.
+
+        None when nothing was asked (a rerun that only rewrites the summary): a share of no work says nothing.
+        """
         total = setup_s + self.item_seconds + finish_s
         harness = total - self.backend_seconds - self.cropper_seconds
         return {
@@ -430,7 +433,7 @@ class _Runner:
             "work_s": round(total, 3), "backend_s": round(self.backend_seconds, 3),
             "cropper_s": round(self.cropper_seconds, 3), "harness_s": round(harness, 3),
             "setup_s": round(setup_s, 3), "finish_s": round(finish_s, 3),
-            "overhead_share": round(harness / total, 4) if total > 0 else None,
+            "overhead_share": round(harness / total, 4) if total > 0 and self.backend_seconds > 0 else None,
         }
 
 
