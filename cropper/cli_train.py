@@ -30,8 +30,6 @@ def add_parsers(sub) -> None:
     train.add_argument("--k", type=int, default=None, help="crops the policy proposes (with --mass: at most)")
     train.add_argument("--mass", type=float, default=None,
                        help="adaptive crop count: add crops until they hold this share of the policy's scores")
-    train.add_argument("--colour-cues", action="store_true",
-                       help="give the policy fixed colour-name maps (see ColourCues); for colour questions")
     train.add_argument("--sft-epochs", type=int, default=None)
     train.add_argument("--sft-lr", type=float, default=None)
     train.add_argument("--batch-size", type=int, default=None)
@@ -115,7 +113,7 @@ def _train(args) -> int:
         torch.set_num_threads(args.threads)
     policy = {k: v for k, v in {"backbone": args.backbone, "image_size": args.image_size,
                                 "crop_set": args.crop_set, "encoder": args.encoder, "k": args.k,
-                                "mass": args.mass, "colour_cues": args.colour_cues or None}.items() if v is not None}
+                                "mass": args.mass}.items() if v is not None}
     sft = dataclasses.replace(SFTConfig(seed=args.seed), **{k: v for k, v in {
         "epochs": args.sft_epochs, "lr": args.sft_lr, "batch_size": args.batch_size}.items() if v is not None})
     grpo = dataclasses.replace(GRPOConfig(seed=args.seed), **{k: v for k, v in {

@@ -35,7 +35,7 @@ from PIL import Image
 from torch import nn
 
 from .geometry import Box, crop_set
-from .policy_heads import FUSIONS, ColourCues, CropHeads, FineCues, Neck, apply_deltas, encode_deltas
+from .policy_heads import FUSIONS, CropHeads, FineCues, Neck, apply_deltas, encode_deltas
 from .text_encoder import EMBED_DIM, shared_encoder
 
 FORMAT = "cropper-policy/1"
@@ -85,7 +85,6 @@ class PolicyConfig:
     # the candidate it came from (top-1 hits 19% refined vs 49% unrefined, same network, same training).
     refine: bool = False
     fine_dim: int = 16  # channels of the stride-4 question-modulated cue map (0: none); see FineCues
-    colour_cues: bool = False  # feed FineCues fixed colour-name and stand-out maps (see ColourCues)
     max_shift: float = 0.25  # refined centre moves by at most this fraction of the box's side
     max_scale: float = 2.0  # refined sides scale by at most this factor either way
     encoder: str = "minilm"  # question encoder name ("minilm"; "hash" only for tests)
@@ -106,8 +105,6 @@ class PolicyConfig:
             self.candidates = {n: b.to_list(None) for n, b in candidate_set(self.crop_set).items()}
         if not self.candidates:
             raise ValueError("the policy needs at least one candidate crop")
-        if self.colour_cues and not self.fine_dim:
-            raise ValueError("colour_cues needs the fine cue map: set fine_dim > 0")
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
 
@@ -165,8 +162,7 @@ class CropPolicy(nn.Module):
         extra = {"queries": config.xattn_queries, "heads": config.xattn_heads} if config.fusion == "xattn" else {}
         self.fusion = fusion_cls(config.dim, EMBED_DIM, config.hidden, **extra)
         self.heads = CropHeads(config.dim, EMBED_DIM, config.hidden, refine=config.refine, fine_dim=config.fine_dim)
-        cues = ColourCues(mean, std) if config.colour_cues else None
-        self.fine = FineCues(config.fine_dim, EMBED_DIM, config.hidden, colour_cues=cues) if config.fine_dim else None
+        self.fine = FineCues(config.fine_dim, EMBED_DIM, config.hidden) if config.fine_dim else None
         self.candidate_names = list(config.candidates)
         self.candidate_boxes = [Box.from_list(v) for v in config.candidates.values()]
         self.register_buffer("candidates", torch.tensor([list(b) for b in self.candidate_boxes], dtype=torch.float32),

@@ -88,13 +88,11 @@ class FineCues(nn.Module):
     where a randomly initialised backbone alone does not.
     """
 
-    def __init__(self, dim: int, text_dim: int, hidden: int, grid: int = 24, colour_cues: ColourCues | None = None):
+    def __init__(self, dim: int, text_dim: int, hidden: int, grid: int = 24):
         super().__init__()
         self.grid = grid
         self.stem = nn.Sequential(nn.Conv2d(3, dim, 3, stride=2, padding=1), nn.GELU(),
                                   nn.Conv2d(dim, dim, 3, stride=2, padding=1), nn.GELU())
-        self.cues = colour_cues
-        self.join = nn.Conv2d(dim + colour_cues.channels, dim, 1) if colour_cues is not None else None
         self.film = nn.Sequential(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, 2 * dim))
         nn.init.zeros_(self.film[-1].weight)
         nn.init.zeros_(self.film[-1].bias)
@@ -102,68 +100,9 @@ class FineCues(nn.Module):
 
     def forward(self, images: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         f = self.stem(images)
-        if self.cues is not None:
-            cues = F.adaptive_avg_pool2d(self.cues(images), f.shape[-2:]).to(f.dtype)
-            f = F.gelu(self.join(torch.cat([f, cues], dim=1)))
         gamma, beta = self.film(q)[:, :, None, None].chunk(2, dim=1)
         f = F.gelu(self.mix(f * (1 + gamma) + beta))
         return F.adaptive_max_pool2d(f, self.grid)  # B, dim, grid, grid
-
-
-class ColourCues(nn.Module):
-    """Fixed (not learned) per-pixel cue maps: which named colour each pixel is, and whether it stands out.
-
-    `channels` maps: for each of the reader's colour names, the pixels of that name, and the same among
-    pixels that differ from their surroundings (a small sign stands out; the ground it stands on does
-    not), plus the standing-out mask itself. A randomly initialised stem must learn colour from a few
-    thousand images; these maps hand it over, so training only has to learn which name the question asks
-    for. Names come from the reader's 4096-entry colour table (the same names its questions use).
-    """
-
-    def __init__(self, mean, std, window: int = 15, threshold: float = 28 / 255, stride: int = 2):
-        super().__init__()
-        from backends.reader.colours import PALETTE, _names_table
-
-        names = list(PALETTE)
-        table = _names_table()
-        self.register_buffer("table", torch.tensor([names.index(n) for n in table.tolist()]), persistent=False)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.colours, self.window, self.threshold, self.stride = len(names), window, threshold, stride
-        self.channels = 2 * len(names) + 1
-
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """`images` normalized [B, 3, S, S] -> [B, channels, S / stride, S / stride] in {0, 1}."""
-        rgb = (images.float() * self.std + self.mean).clamp(0, 1)
-        if self.stride > 1:  # the cues are pooled to stride 4 anyway; a 2x2 average keeps a 10-px sign
-            rgb = F.avg_pool2d(rgb, self.stride)
-        level = (rgb * 255).round().long() >> 4  # back to 0..255, then the table's 16 levels a channel
-        ids = self.table[level[:, 0] * 256 + level[:, 1] * 16 + level[:, 2]]  # B, S, S
-        named = (ids[:, None] == torch.arange(self.colours, device=ids.device)[None, :, None, None]).float()
-        # The surroundings as a local mean (a median, as the reader uses, has no fast batched torch form).
-        local = box_mean(rgb, self.window // 2)
-        salient = ((rgb - local).abs().amax(1, keepdim=True) > self.threshold).float()
-        return torch.cat([named, named * salient, salient], dim=1)
-
-
-def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """The mean of `x` [B, C, H, W] over a (2r+1)^2 window around each pixel, clipped at the borders.
-
-    From an integral image of the zero-padded input (slices, no gathers): a few ms at 160 px, where
-    `avg_pool2d` with a 31-px kernel takes 100+ ms.
-    """
-    h, w = x.shape[-2:]
-    k = 2 * radius + 1
-    # float64: a window's sum is a difference of large running sums, which float32 rounds visibly.
-    s = F.pad(x.double(), (radius + 1, radius, radius + 1, radius)).cumsum(-1).cumsum(-2)  # H+2r+1, W+2r+1
-    total = s[..., k:, k:] - s[..., :-k, k:] - s[..., k:, :-k] + s[..., :-k, :-k]
-
-    def counts(n: int) -> torch.Tensor:  # how many of the window's rows (columns) fall inside the image
-        i = torch.arange(n, device=x.device)
-        return ((i + radius + 1).clamp(max=n) - (i - radius).clamp(min=0)).double()
-
-    return (total / (counts(h)[:, None] * counts(w)[None, :])).to(x.dtype)
 
 
 class CropHeads(nn.Module):

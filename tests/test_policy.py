@@ -279,6 +279,13 @@ def test_hash_encoder_is_deterministic_and_normalized():
     assert len(small._cache) == 2  # least recently used questions leave first
 
 
+def test_an_encoder_given_by_name_is_the_config_field():
+    torch.manual_seed(0)
+    policy = CropPolicy(backbone="test_efficientnet", image_size=96, dim=32, hidden=64, encoder="hash")
+    assert policy.config.encoder == "hash" and isinstance(policy.encoder, HashEncoder)
+    assert policy.encode_questions(QUESTIONS).shape == (4, EMBED_DIM)
+
+
 def test_minilm_encoder_ranks_paraphrases_and_caches():
     encoder = shared_encoder("minilm")
     assert shared_encoder("minilm") is encoder  # one instance per process
