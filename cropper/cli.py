@@ -11,6 +11,9 @@ import time
 from . import __version__
 from .strategies import STRATEGIES
 
+#: Commands whose output folder a rerun resumes (results, items or checkpoints written as they go).
+RESUMABLE = {"compare", "synth", "train", "train-tool"}
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `cropper` console script."""
@@ -58,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             return cli_serve.run(args)
         return cli_train.run(args)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        resumable = args.command in RESUMABLE
+        print("interrupted" + ("; what was written is kept: rerun the same command to resume" if resumable else ""),
+              file=sys.stderr)
         return 130
     except (ValueError, OSError, ImportError, RuntimeError) as exc:
         print(f"cropper {args.command}: error: {exc}", file=sys.stderr)

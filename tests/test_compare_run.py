@@ -64,24 +64,36 @@ def test_rerun_adds_only_what_is_missing(tmp_path):
     assert again.summary["strategies"]["full"]["n"] == 3
 
 
+def _stop_when(command, env, results: Path, lines: int, sig) -> subprocess.CompletedProcess:
+    """Run `command` and send it `sig` once `results` holds at least `lines` lines."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= lines:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be stopped"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, proc.returncode, "", err)
+
+
 def test_killed_run_resumes_to_exactly_one_line_per_item_and_strategy(tmp_path):
     data = make_dataset(tmp_path / "d", 6)
     out = tmp_path / "run"
     command = [sys.executable, "-m", "cropper.cli", "compare", "--data", str(data), "--out", str(out),
                "--strategies", "low,full,policy,tool", "--cropper", "grid:2", "--global-side", "160", "--no-report"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = out / "results.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if results.exists() and len(results.read_text().splitlines()) >= 5:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # Ctrl-C: the run stops, says how to go on, and keeps its lines.
+    stopped = _stop_when(command, env, results, 3, signal.SIGINT)
+    assert stopped.returncode == 130 and "rerun the same command to resume" in stopped.stderr
+    first = read_results(results)
+    assert 3 <= len(first) < 24
+    # A crash (SIGKILL) of the rerun: no chance to clean up.
+    _stop_when(command, env, results, len(first) + 3, signal.SIGKILL)
     partial = read_results(results)
-    assert 5 <= len(partial) < 24
+    assert len(first) + 3 <= len(partial) < 24
     finished = subprocess.run(command + ["--json"], env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     rows = read_results(results)
