@@ -153,3 +153,32 @@ def test_a_line_at_a_crop_edge_inside_the_image_counts_as_cut_and_loses_to_a_who
     # The cut reading has taller text and a higher score, yet the whole one is the answer.
     outcome = _colour_object(parse_question("What does the yellow plate say?"), [inner], [cut, whole])
     assert outcome.answer == "HV 342"
+
+
+def test_the_reader_runs_each_finder_once_per_view_across_tool_rounds(monkeypatch):
+    from backends.reader import answering
+
+    calls = []
+
+    def counting(name, finder):
+        def spy(*args, **kwargs):
+            calls.append(name)
+            return finder(*args, **kwargs)
+        return spy
+
+    from collections import OrderedDict
+
+    monkeypatch.setattr(answering, "_FOUND", OrderedDict())  # nothing found by earlier tests
+    monkeypatch.setattr(answering, "sign_blobs", counting("signs", answering.sign_blobs))
+    monkeypatch.setattr(answering, "text_zones", counting("text", answering.text_zones))
+    sign = (1400, 1300, 1520, 1340)
+    image = _scene((128, 128, 80), (240, 220, 30), sign)
+    view = answering.ViewInput(global_view(image, 1024).image, scale=1024 / 3000)
+    rounds = [(answering._colour_blobs([view], "yellow"), answering._text_regions([view], [])) for _ in range(3)]
+    assert calls == ["signs", "text"]  # rounds 2 and 3 reuse the first round's finds
+    assert rounds[0] == rounds[1] == rounds[2] and any(covers(b, _normalized(sign, image.size)) >= 0.9
+                                                         for b in rounds[0][0])
+    answering._colour_blobs([view], "blue")  # another colour is another search
+    other = answering.ViewInput(global_view(_scene((128, 128, 80), (240, 220, 30), (200, 200, 320, 240)), 1024).image)
+    answering._colour_blobs([other], "yellow")  # another image too
+    assert calls == ["signs", "text", "signs", "signs"]

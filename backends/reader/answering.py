@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import difflib
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from PIL import Image
 
 from .colours import colour_fraction, dominant_colour
-from .ocr import OcrEngine, TextLine
+from .ocr import OcrEngine, TextLine, image_digest
 from .questions import Query
 from .zones import Rect, centre, context_box, covers, inside, sign_blobs, text_zones
 
@@ -164,7 +167,7 @@ def _drop_partial_readings(readings: list[Seen]) -> list[Seen]:
 def _colour_blobs(views: list[ViewInput], colour: str) -> list[Rect]:
     """Sign-shaped regions of `colour` in the coarsest view (see `zones.sign_blobs`)."""
     view = min(views, key=_scale, default=None)
-    return [] if view is None else sign_blobs(view.image, colour, view.region)
+    return [] if view is None else _found(view, "signs:" + colour, lambda v: sign_blobs(v.image, colour, v.region))
 
 
 # --- key: value and anchored words -------------------------------------------------------------------------
@@ -285,7 +288,7 @@ def _similarity(text: str, anchor: str) -> float:
 def _text_regions(views: list[ViewInput], seen: list[Seen]) -> list[Rect]:
     """Where text seems to be in the coarsest view (see `zones.text_zones`), most ink first."""
     view = min(views, key=_scale, default=None)
-    return [] if view is None else text_zones(view.image, view.region)
+    return [] if view is None else _found(view, "text", lambda v: text_zones(v.image, v.region))
 
 
 # --- anything else -----------------------------------------------------------------------------------------
@@ -304,6 +307,27 @@ def _generic(query: Query, views: list[ViewInput], seen: list[Seen]) -> Outcome:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
+
+#: What the finders saw in recent views. Each round of a tool conversation shows the reader the same global
+#: view again, and the finders (~0.2 s on a 1024-px view) are pure functions of its pixels: compute once.
+_FOUND: OrderedDict[tuple, list[Rect]] = OrderedDict()
+_FOUND_LOCK = threading.Lock()
+_FOUND_SIZE = 32
+
+
+def _found(view: ViewInput, what: str, finder: Callable[[ViewInput], list[Rect]]) -> list[Rect]:
+    key = (what, image_digest(view.image), tuple(view.region))
+    with _FOUND_LOCK:
+        if key in _FOUND:
+            _FOUND.move_to_end(key)
+            return list(_FOUND[key])
+    boxes = finder(view)
+    with _FOUND_LOCK:
+        _FOUND[key] = list(boxes)
+        while len(_FOUND) > _FOUND_SIZE:
+            _FOUND.popitem(last=False)
+    return boxes
+
 
 
 def _has_letters(text: str) -> bool:

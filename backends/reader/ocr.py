@@ -82,7 +82,7 @@ class OcrEngine:
         Results are cached per `scope` (the reader passes one conversation's key), so rounds of one tool
         conversation reuse what was read while a new question pays for its reading again, as a VLM would.
         """
-        key = scope + ":" + _digest(image)
+        key = scope + ":" + image_digest(image)
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
@@ -323,7 +323,8 @@ def _overlap(a, b) -> float:
     return w * h / smaller if smaller > 0 else 0.0
 
 
-def _digest(image: Image.Image) -> str:
+def image_digest(image: Image.Image) -> str:
+    """A key for an image's exact pixels (size and mode included)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{image.size}{image.mode}".encode())
     h.update(image.tobytes())
