@@ -329,7 +329,6 @@ def _found(view: ViewInput, what: str, finder: Callable[[ViewInput], list[Rect]]
     return boxes
 
 
-
 def _has_letters(text: str) -> bool:
     return sum(ch.isalnum() for ch in text) >= 2
 
