@@ -66,7 +66,10 @@ def test_rerun_adds_only_what_is_missing(tmp_path):
 
 def _stop_when(command, env, results: Path, lines: int, sig) -> subprocess.CompletedProcess:
     """Run `command` and send it `sig` once `results` holds at least `lines` lines."""
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: a job started in the background of a non-interactive shell (CI) inherits SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt.
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if results.exists() and len(results.read_text().splitlines()) >= lines:
