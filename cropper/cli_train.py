@@ -28,6 +28,10 @@ def add_parsers(sub) -> None:
     train.add_argument("--crop-set", default=None, help="candidate crops, e.g. awares9+multiscale:3,4")
     train.add_argument("--encoder", default=None, choices=["minilm", "hash"], help="question encoder")
     train.add_argument("--k", type=int, default=None, help="crops the policy proposes (with --mass: at most)")
+    train.add_argument("--max-area", type=float, default=None,
+                       help="crops after the first stop once their total share of the image would pass this")
+    train.add_argument("--proposals", type=int, default=None,
+                       help="also score up to this many boxes found in each image (0: the fixed candidates only)")
     train.add_argument("--mass", type=float, default=None,
                        help="adaptive crop count: add crops until they hold this share of the policy's scores")
     train.add_argument("--sft-epochs", type=int, default=None)
@@ -113,7 +117,8 @@ def _train(args) -> int:
         torch.set_num_threads(args.threads)
     policy = {k: v for k, v in {"backbone": args.backbone, "image_size": args.image_size,
                                 "crop_set": args.crop_set, "encoder": args.encoder, "k": args.k,
-                                "mass": args.mass}.items() if v is not None}
+                                "mass": args.mass, "max_area": args.max_area,
+                                "proposals": args.proposals}.items() if v is not None}
     sft = dataclasses.replace(SFTConfig(seed=args.seed), **{k: v for k, v in {
         "epochs": args.sft_epochs, "lr": args.sft_lr, "batch_size": args.batch_size}.items() if v is not None})
     grpo = dataclasses.replace(GRPOConfig(seed=args.seed), **{k: v for k, v in {

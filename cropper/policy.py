@@ -31,19 +31,23 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from backends.reader.colours import PALETTE
+
 from .geometry import Box, crop_set
 from .policy_heads import FUSIONS, CropHeads, FineCues, Neck, apply_deltas, encode_deltas
+from .proposals import colour_code_table, colour_shares, find_proposals
 from .text_encoder import EMBED_DIM, shared_encoder
 
-FORMAT = "cropper-policy/1"
+FORMAT = "cropper-policy/2"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 DEFAULT_DIR = Path(__file__).resolve().parent / "weights" / "default_policy"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-__all__ = ["CropPolicy", "PolicyConfig", "PolicyOutput", "PolicyLoadError", "Decision", "candidate_set",
+__all__ = ["CropPolicy", "PolicyConfig", "PolicyOutput", "PolicyLoadError", "Decision", "Prepared", "candidate_set",
            "apply_deltas", "encode_deltas"]
 
 
@@ -85,6 +89,10 @@ class PolicyConfig:
     # the candidate it came from (top-1 hits 19% refined vs 49% unrefined, same network, same training).
     refine: bool = False
     fine_dim: int = 16  # channels of the stride-4 question-modulated cue map (0: none); see FineCues
+    # Also score up to this many boxes found in the image itself (signs and text zones, see
+    # `cropper.proposals`; 0: the fixed candidates only). A 10-px sign rarely fits a fixed grid cell.
+    proposals: int = 96
+    colours: bool = True  # describe candidates by their colour-name shares, matched against the question
     max_shift: float = 0.25  # refined centre moves by at most this fraction of the box's side
     max_scale: float = 2.0  # refined sides scale by at most this factor either way
     encoder: str = "minilm"  # question encoder name ("minilm"; "hash" only for tests)
@@ -96,6 +104,7 @@ class PolicyConfig:
     mass: float | None = None
     gate_threshold: float = 0.5  # propose nothing when sigmoid(gate) is below this
     nms_iou: float = 0.5  # a chosen crop suppresses candidates overlapping it more than this
+    max_area: float | None = None  # crops after the first stop once their total share of the image would pass this
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (training data, metrics)
 
     def __post_init__(self) -> None:
@@ -116,6 +125,17 @@ class PolicyOutput:
     gate_logit: torch.Tensor
     crop_logits: torch.Tensor
     box_deltas: torch.Tensor | None
+    boxes: torch.Tensor | None = None  # [B, C, 4] the candidates scored (None: the fixed ones)
+
+
+@dataclass
+class Prepared:
+    """One image made ready for the network (`CropPolicy.prepare`): its view and its candidate crops."""
+
+    view: torch.Tensor  # [3, S, S] normalized
+    boxes: list[Box]  # the fixed candidates, then the ones found in this image
+    fixed: int  # how many of `boxes` are the fixed candidates
+    colours: torch.Tensor | None = None  # [K, S/4, S/4] colour-name shares (`colour_shares`)
 
 
 @dataclass
@@ -161,8 +181,11 @@ class CropPolicy(nn.Module):
         fusion_cls = FUSIONS[config.fusion]
         extra = {"queries": config.xattn_queries, "heads": config.xattn_heads} if config.fusion == "xattn" else {}
         self.fusion = fusion_cls(config.dim, EMBED_DIM, config.hidden, **extra)
-        self.heads = CropHeads(config.dim, EMBED_DIM, config.hidden, refine=config.refine, fine_dim=config.fine_dim)
+        colours = len(PALETTE) if config.colours else 0
+        self.heads = CropHeads(config.dim, EMBED_DIM, config.hidden, refine=config.refine, fine_dim=config.fine_dim,
+                               colours=colours)
         self.fine = FineCues(config.fine_dim, EMBED_DIM, config.hidden) if config.fine_dim else None
+        self.register_buffer("colour_codes", torch.from_numpy(colour_code_table()).long(), persistent=False)
         self.candidate_names = list(config.candidates)
         self.candidate_boxes = [Box.from_list(v) for v in config.candidates.values()]
         self.register_buffer("candidates", torch.tensor([list(b) for b in self.candidate_boxes], dtype=torch.float32),
@@ -195,8 +218,8 @@ class CropPolicy(nn.Module):
         """[n, 384] question embeddings on the policy's device."""
         return self.encoder.encode(list(questions)).to(self.device)
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """The low-res view [3, S, S]: RGB, resized to the square side S, normalized (ImageNet mean/std)."""
+    def view(self, image: Image.Image) -> np.ndarray:
+        """The low-res view as uint8 RGB [S, S, 3]: the image resized to the square side S."""
         side = self.config.image_size
         if image.mode != "RGB":
             image = image.convert("RGB")
@@ -206,23 +229,78 @@ class CropPolicy(nn.Module):
             view = image.resize((3 * side, 3 * side), Image.Resampling.NEAREST).reduce(3)
         else:
             view = image.resize((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        x = torch.from_numpy(np.asarray(view).copy()).permute(2, 0, 1)
+        return np.asarray(view)
+
+    def preprocess(self, image: Image.Image | np.ndarray) -> torch.Tensor:
+        """The low-res view [3, S, S] (an image, or a `view` already made), normalized (ImageNet mean/std)."""
+        view = image if isinstance(image, np.ndarray) else self.view(image)
+        x = torch.from_numpy(view.copy()).permute(2, 0, 1)
         return (x.float().div_(255.0) - self.mean[0].cpu()) / self.std[0].cpu()
 
-    def forward(self, images: torch.Tensor, question_emb: torch.Tensor) -> PolicyOutput:
-        """`images` [B, 3, S, S] (from `preprocess`), `question_emb` [B, 384] -> `PolicyOutput`."""
+    def prepare(self, image: Image.Image) -> Prepared:
+        """Everything the network needs from one image: the normalized view and the candidate crops."""
+        view = self.view(image)
+        boxes = list(self.candidate_boxes)
+        found = find_proposals(view, self.config.proposals) if self.config.proposals else []
+        colours = torch.from_numpy(colour_shares(view, 4)) if self.config.colours else None
+        return Prepared(self.preprocess(view), boxes + [Box(*b) for b in found], len(boxes), colours)
+
+    def collate(self, prepared: list[Prepared]) -> dict[str, torch.Tensor]:
+        """The network's inputs for a batch, on the policy's device: `images` [B, 3, S, S], candidate `boxes`
+        [B, C, 4] (padded to the most candidates in the batch), `proposed` [B, C], the padding `mask` [B, C]
+        (True: a real box) and, with `config.colours`, `colours` [B, K, S/4, S/4]. Call `policy(q=..., **it)`."""
+        c = max(len(p.boxes) for p in prepared)
+        boxes = torch.zeros(len(prepared), c, 4)
+        boxes[..., 2:] = 1.0  # padding: a harmless full-image box, masked out of the scores
+        proposed = torch.zeros(len(prepared), c)
+        mask = torch.zeros(len(prepared), c, dtype=torch.bool)
+        for i, p in enumerate(prepared):
+            boxes[i, : len(p.boxes)] = torch.tensor([list(b) for b in p.boxes])
+            proposed[i, p.fixed : len(p.boxes)] = 1.0
+            mask[i, : len(p.boxes)] = True
+        out = {"images": torch.stack([p.view for p in prepared]), "boxes": boxes, "proposed": proposed, "mask": mask}
+        if all(p.colours is not None for p in prepared):
+            out["colours"] = torch.stack([p.colours for p in prepared])
+        return {k: v.to(self.device) for k, v in out.items()}
+
+    def forward(self, images: torch.Tensor, question_emb: torch.Tensor, boxes: torch.Tensor | None = None,
+                proposed: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                colours: torch.Tensor | None = None) -> PolicyOutput:
+        """`images` [B, 3, S, S] (from `preprocess`), `question_emb` [B, 384] -> `PolicyOutput`.
+
+        `boxes` [B, C, 4] are the candidates (default: the fixed ones for every image), `proposed` [B, C]
+        marks those found in the image, and `mask` [B, C] the real ones (padding scores -1e4); `colours` is
+        the colour-name map (computed from `images` when not given). See `collate`.
+        """
         if images.dim() != 4 or question_emb.dim() != 2 or images.shape[0] != question_emb.shape[0]:
             raise ValueError(f"expected images [B, 3, S, S] and question_emb [B, {EMBED_DIM}], got "
                              f"{tuple(images.shape)} and {tuple(question_emb.shape)}")
+        b = images.shape[0]
+        if boxes is None:
+            boxes = self.candidates[None].expand(b, -1, -1)
+        if proposed is None:
+            proposed = torch.zeros(boxes.shape[:2], device=boxes.device)
         features = self.backbone(images)
         fmap = self.fusion(self.neck(features), question_emb)
         fine = self.fine(images, question_emb) if self.fine is not None else None
-        gate, scores, deltas = self.heads(fmap, question_emb, self.candidates, fine)
-        return PolicyOutput(gate, scores, deltas)
+        if self.config.colours and colours is None:
+            colours = self.colour_map(images)
+        gate, scores, deltas = self.heads(fmap, question_emb, boxes, proposed, fine, colours)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, -1e4)
+        return PolicyOutput(gate, scores, deltas, boxes)
+
+    @torch.no_grad()
+    def colour_map(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, K, S/4, S/4]: the share of each colour name (`backends.reader.colours`) per 4x4 cell of the view."""
+        rgb = ((images.float() * self.std + self.mean) * 255).round().clamp(0, 255).long() >> 4
+        codes = self.colour_codes[rgb[:, 0] * 256 + rgb[:, 1] * 16 + rgb[:, 2]]  # B, S, S
+        onehot = F.one_hot(codes, len(PALETTE)).permute(0, 3, 1, 2).float()
+        return F.avg_pool2d(onehot, 4)
 
     def refined_boxes(self, out: PolicyOutput) -> torch.Tensor:
         """[B, C, 4] candidate boxes after the deltas (the candidates themselves without refinement)."""
-        boxes = self.candidates[None].expand(out.crop_logits.shape[0], -1, -1)
+        boxes = out.boxes if out.boxes is not None else self.candidates[None].expand(out.crop_logits.shape[0], -1, -1)
         if out.box_deltas is None:
             return boxes
         return apply_deltas(boxes, out.box_deltas, self.config.max_shift, self.config.max_scale)
@@ -236,16 +314,18 @@ class CropPolicy(nn.Module):
         self.eval()
         try:
             dtype = self.heads.score.weight.dtype  # float32 unless the caller converted the policy
-            x = self.preprocess(image)[None].to(self.device, dtype)
+            prepared = self.prepare(image)
+            inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in self.collate([prepared]).items()}
             q = self.encoder.encode_one(question)[None].to(self.device, dtype)
-            out = self(x, q)
+            out = self(question_emb=q, **inputs)
             boxes = self.refined_boxes(out)[0].float().cpu()
             scores = out.crop_logits[0].float().cpu()
             gate = torch.sigmoid(out.gate_logit[0].float()).item()
         finally:
             self.train(was_training)
         order = torch.argsort(scores, descending=True).tolist()
-        return Decision(gate=gate, names=[self.candidate_names[i] for i in order],
+        names = self.candidate_names + [f"found_{i}" for i in range(len(prepared.boxes) - prepared.fixed)]
+        return Decision(gate=gate, names=[names[i] for i in order],
                         scores=[scores[i].item() for i in order],
                         boxes=[Box.from_list(boxes[i].tolist()) for i in order])
 
@@ -269,7 +349,7 @@ class CropPolicy(nn.Module):
         decision = self.decide(image, question)
         if decision.gate < threshold:
             return []
-        chosen = select_crops(decision, k, self.config.nms_iou, mass)
+        chosen = select_crops(decision, k, self.config.nms_iou, mass, self.config.max_area)
         token_model = token_model if token_model is not None else self.token_model
         if budget is not None and token_model is not None:
             chosen = self._within_budget(image, chosen, budget, token_model)
@@ -325,6 +405,10 @@ class CropPolicy(nn.Module):
             raw = json.loads(config_path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PolicyLoadError(f"{config_path}: not valid JSON ({exc})") from exc
+        if isinstance(raw, dict) and raw.get("format") == "cropper-policy/1":
+            raise PolicyLoadError(f"{config_path}: saved by an older cropper (format cropper-policy/1, fixed "
+                                  "candidates only), whose heads this version no longer has; retrain it with "
+                                  "`cropper train`")
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise PolicyLoadError(f"{config_path}: not a cropper policy config (expected \"format\": \"{FORMAT}\")")
         expected_sha = raw.pop("weights_sha256", None)
@@ -332,7 +416,6 @@ class CropPolicy(nn.Module):
         if verify and expected_sha is not None and _sha256(weights_path) != expected_sha:
             raise PolicyLoadError(f"{weights_path}: contents do not match the sha256 recorded in {CONFIG_NAME} "
                                   "(the file was changed or is corrupt); re-save or re-download the policy")
-        raw.setdefault("fine_dim", 0)  # saved before FineCues existed: those policies have none
         known = {f.name for f in dataclasses.fields(PolicyConfig)}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -364,15 +447,22 @@ class CropPolicy(nn.Module):
         return cls.from_pretrained(DEFAULT_DIR, device=device)
 
 
-def select_crops(decision: Decision, k: int, nms_iou: float, mass: float | None = None) -> list[Box]:
+def select_crops(decision: Decision, k: int, nms_iou: float, mass: float | None = None,
+                 max_area: float | None = None) -> list[Box]:
     """Best-first crops from a `Decision`: NMS at `nms_iou`, at most `k`, and with `mass` stop once the
-    candidates the chosen crops hold (mostly inside one, or suppressed by one) carry that softmax share."""
+    candidates the chosen crops hold (mostly inside one, or suppressed by one) carry that softmax share.
+    With `max_area`, a crop that would take the crops' total share of the image past it is skipped (the
+    first crop is always kept)."""
     probs = torch.softmax(torch.tensor(decision.scores), dim=0).tolist() if mass else []
     chosen: list[Box] = []
+    area = 0.0
     for box in decision.boxes:
         if box.area <= 0 or any(box.iou(c) > nms_iou for c in chosen):
             continue
+        if chosen and max_area is not None and area + box.area > max_area:
+            continue
         chosen.append(box)
+        area += box.area
         if len(chosen) >= k:
             break
         if mass:

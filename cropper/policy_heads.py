@@ -79,18 +79,16 @@ FUSIONS = {"film": FiLMFusion, "xattn": CrossAttentionFusion}
 
 
 class FineCues(nn.Module):
-    """A shallow question-modulated map at stride 4 of the view, max-pooled to a `grid` x `grid` map.
+    """A shallow question-modulated map at stride 4 of the view.
 
     A 120-px sign in a 4000-px scene is 10 px wide in a 320-px view: one cell of the backbone's stride-16
-    map, its colour averaged with the background. Two strided convs keep it at stride 4, the question
-    scales and shifts the channels (so "the green sign" can become "where it is green"), and a max pool
-    keeps the strongest response per grid cell. Nearly linear, so it learns from a few epochs of data
-    where a randomly initialised backbone alone does not.
+    map, its colour averaged with the background. Two strided convs keep it at stride 4, and the question
+    scales and shifts the channels (so "the green sign" can become "where it is green"). Nearly linear,
+    so it learns from a few epochs of data where a randomly initialised backbone alone does not.
     """
 
-    def __init__(self, dim: int, text_dim: int, hidden: int, grid: int = 24):
+    def __init__(self, dim: int, text_dim: int, hidden: int):
         super().__init__()
-        self.grid = grid
         self.stem = nn.Sequential(nn.Conv2d(3, dim, 3, stride=2, padding=1), nn.GELU(),
                                   nn.Conv2d(dim, dim, 3, stride=2, padding=1), nn.GELU())
         self.film = nn.Sequential(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, 2 * dim))
@@ -101,45 +99,58 @@ class FineCues(nn.Module):
     def forward(self, images: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         f = self.stem(images)
         gamma, beta = self.film(q)[:, :, None, None].chunk(2, dim=1)
-        f = F.gelu(self.mix(f * (1 + gamma) + beta))
-        return F.adaptive_max_pool2d(f, self.grid)  # B, dim, grid, grid
+        return F.gelu(self.mix(f * (1 + gamma) + beta))  # B, dim, S/4, S/4
 
 
 class CropHeads(nn.Module):
-    """Gate logit, one score per candidate crop, and optional tanh-bounded box deltas per candidate."""
+    """Gate logit, one score per candidate crop, and optional tanh-bounded box deltas per candidate.
 
-    def __init__(self, dim: int, text_dim: int, hidden: int, refine: bool = True, fine_dim: int = 0):
+    Each candidate is described by RoI pooling (average and max) of the fused map, of the fine cue map
+    and of the colour-name map over its box, by its geometry and whether the image proposed it; the
+    question multiplies the pooled features (does this region look like what was asked?), and the colour
+    shares meet a question-predicted colour ("the green sign" -> the green share) directly.
+    """
+
+    def __init__(self, dim: int, text_dim: int, hidden: int, refine: bool = True, fine_dim: int = 0,
+                 colours: int = 0):
         super().__init__()
         self.q_proj = nn.Linear(text_dim, dim)
+        self.q_colour = nn.Linear(text_dim, colours) if colours else None
         self.gate = nn.Sequential(nn.Linear(3 * dim + fine_dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
-        self.geometry = nn.Linear(5, dim)
-        self.trunk = nn.Sequential(nn.Linear(6 * dim + 2 * fine_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden),
-                                   nn.GELU())
+        self.geometry = nn.Linear(6, dim)
+        width = 6 * dim + 2 * fine_dim + 4 * colours
+        self.trunk = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
         self.score = nn.Linear(hidden, 1)
         self.deltas = nn.Linear(hidden, 4) if refine else None
         if self.deltas is not None:  # start with the candidate boxes unchanged
             nn.init.zeros_(self.deltas.weight)
             nn.init.zeros_(self.deltas.bias)
 
-    def forward(self, fmap: torch.Tensor, q: torch.Tensor, boxes: torch.Tensor, fine: torch.Tensor | None = None):
-        b, d, h, w = fmap.shape
+    def forward(self, fmap: torch.Tensor, q: torch.Tensor, boxes: torch.Tensor, proposed: torch.Tensor,
+                fine: torch.Tensor | None = None, colours: torch.Tensor | None = None):
+        """`boxes` [B, C, 4] normalized, `proposed` [B, C] (1 for a box found in the image) ->
+        gate [B], scores [B, C], deltas [B, C, 4] or None."""
+        b, c = boxes.shape[:2]
         qv = self.q_proj(q)  # B, D
         flat = fmap.flatten(2)  # B, D, HW
         gate_in = [flat.mean(-1), flat.amax(-1), qv]
-        weights = roi_weights(boxes, h, w).to(flat.dtype)
-        region = torch.einsum("bdn,cn->bcd", flat, weights)  # B, C, D: RoI average
-        # RoI max: whether the asked-for thing is anywhere in the candidate. A small sign fills a sliver of a
-        # large candidate, so the average alone dilutes it away; the max keeps it.
-        peak = roi_max(flat, weights)  # B, C, D
-        geom = self.geometry(box_features(boxes).to(flat.dtype))[None].expand(b, -1, -1)  # B, C, D
+        region, peak = roi_mean_max(fmap, boxes)  # B, C, D each
+        geom = self.geometry(torch.cat([box_features(boxes), proposed[..., None]], -1).to(fmap.dtype))
         ctx = flat.mean(-1)[:, None, :].expand_as(region)
         q_row = qv[:, None, :]
         parts = [region, region * q_row, peak, peak * q_row, geom, ctx]
-        if fine is not None:
-            fine_flat = fine.flatten(2)  # B, F, G*G
-            fine_weights = roi_weights(boxes, fine.shape[-2], fine.shape[-1]).to(fine_flat.dtype)
-            parts += [roi_max(fine_flat, fine_weights), torch.einsum("bdn,cn->bcd", fine_flat, fine_weights)]
-            gate_in.append(fine_flat.amax(-1))
+        # The fine map and the colour map share a grid (stride 4): one RoI pass over both.
+        maps = [m.to(fmap.dtype) for m in (fine, colours if self.q_colour is not None else None) if m is not None]
+        if maps:
+            mean, peak_fine = roi_mean_max(torch.cat(maps, 1) if len(maps) > 1 else maps[0], boxes)
+            n_fine = fine.shape[1] if fine is not None else 0
+            if fine is not None:
+                parts += [mean[..., :n_fine], peak_fine[..., :n_fine]]
+                gate_in.append(fine.flatten(2).amax(-1))
+            if self.q_colour is not None and colours is not None:
+                share, densest = mean[..., n_fine:], peak_fine[..., n_fine:]  # B, C, K colour names
+                wanted = self.q_colour(q)[:, None, :]
+                parts += [share, densest, share * wanted, densest * wanted]
         gate = self.gate(torch.cat(gate_in, dim=-1)).squeeze(-1)
         z = self.trunk(torch.cat(parts, dim=-1))
         scores = self.score(z).squeeze(-1)
@@ -147,31 +158,30 @@ class CropHeads(nn.Module):
         return gate, scores, deltas
 
 
-def roi_max(flat: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """[B, C, D]: the max of `flat` [B, D, N] over the cells each candidate touches (`weights` [C, N] > 0)."""
-    outside = (weights <= 0).to(flat.dtype) * -1e4  # C, N
-    return (flat[:, None, :, :] + outside[None, :, None, :]).amax(-1)
+def roi_mean_max(fmap: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoI average and RoI max of `fmap` [B, D, H, W] over each of `boxes` [B, C, 4] -> two [B, C, D].
 
+    The average is RoIAlign (2x2 bins, bilinear, so a box smaller than a cell still reads its cell); the
+    max is RoIPool over the cells the box touches (a small sign fills a sliver of a large candidate:
+    the average dilutes it away, the max keeps it).
+    """
+    from torchvision.ops import roi_align, roi_pool
 
-def roi_weights(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """[C, H*W]: the fraction of each feature cell a box covers, rows normalized to sum 1 (RoI average)."""
-    boxes = boxes.float()
-
-    def overlap(lo: torch.Tensor, hi: torch.Tensor, n: int) -> torch.Tensor:  # C, n
-        edges = torch.arange(n + 1, device=boxes.device, dtype=torch.float32) / n
-        left, right = edges[:-1][None], edges[1:][None]
-        return (torch.minimum(hi[:, None], right) - torch.maximum(lo[:, None], left)).clamp_min(0) * n
-
-    ox = overlap(boxes[:, 0], boxes[:, 2], w)
-    oy = overlap(boxes[:, 1], boxes[:, 3], h)
-    weights = (oy[:, :, None] * ox[:, None, :]).flatten(1)
-    return weights / weights.sum(-1, keepdim=True).clamp_min(1e-6)
+    b, c = boxes.shape[:2]
+    h, w = fmap.shape[-2:]
+    scale = torch.tensor([w, h, w, h], dtype=fmap.dtype, device=fmap.device)
+    index = torch.arange(b, device=fmap.device, dtype=fmap.dtype).repeat_interleave(c)[:, None]
+    rois = torch.cat([index, boxes.reshape(-1, 4).to(fmap.dtype) * scale], dim=1)  # B*C, 5 in cells
+    mean = roi_align(fmap, rois, output_size=2, spatial_scale=1.0, sampling_ratio=2, aligned=True).mean((-1, -2))
+    # roi_pool rounds the box to whole cells (at least one), which is what a max over cells wants.
+    peak = roi_pool(fmap, rois, output_size=1, spatial_scale=1.0).flatten(1)
+    return mean.view(b, c, -1), peak.view(b, c, -1)
 
 
 def box_features(boxes: torch.Tensor) -> torch.Tensor:
-    """[C, 5]: the box corners and its log area, the geometry a candidate's score may depend on."""
-    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp_min(1e-4)
-    return torch.cat([boxes.float(), area.log()[:, None] / 5], dim=-1)
+    """[..., 5]: the box corners and its log area, the geometry a candidate's score may depend on."""
+    area = ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])).clamp_min(1e-4)
+    return torch.cat([boxes.float(), area.log()[..., None] / 5], dim=-1)
 
 
 def apply_deltas(boxes: torch.Tensor, deltas: torch.Tensor, max_shift: float, max_scale: float) -> torch.Tensor:

@@ -83,8 +83,12 @@ def test_log_probs_match_the_sampling_distribution():
 def test_sft_then_grpo_change_the_policy_and_learn(dataset, tmp_path):
     images, items = dataset
     policy = tiny_policy()
-    examples = make_examples(items, policy.candidate_boxes)
     store = ImageStore(policy, images.__getitem__)
+    examples = make_examples(items, store.candidates)
+    # Each image brings its own candidates (the sign found in it) after the fixed ones, and the SFT target
+    # puts weight on a found one that holds the sign.
+    fixed = len(policy.candidate_boxes)
+    assert all(len(e.candidates) > fixed and e.crop_target[fixed:].sum() > 0 for e in examples)
     before = copy.deepcopy(policy.state_dict())
     sft_log = []
     train_sft(policy, examples, store, SFTConfig(epochs=25, batch_size=4, lr=3e-3), log=sft_log.append, progress=False)
@@ -92,7 +96,7 @@ def test_sft_then_grpo_change_the_policy_and_learn(dataset, tmp_path):
     assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
 
     # The reader with a 200-px global view cannot read the 22-px text; a quadrant crop can.
-    rollout = BackendRollout(ZoomWrapper("reader", strategy="policy", global_side=200), policy.candidate_boxes,
+    rollout = BackendRollout(ZoomWrapper("reader", strategy="policy", global_side=200), None,
                              images.__getitem__, cache_path=tmp_path / "answers.jsonl")
     reference = frozen_copy(policy)
     after_sft = copy.deepcopy(policy.state_dict())
@@ -107,5 +111,5 @@ def test_sft_then_grpo_change_the_policy_and_learn(dataset, tmp_path):
     seen = next(iter(rollout._cache))
     rollout(next(e for e in examples if e.item_id == seen[0]), seen[1])
     assert rollout.calls == calls
-    again = BackendRollout(rollout.wrapper, policy.candidate_boxes, images.__getitem__, tmp_path / "answers.jsonl")
+    again = BackendRollout(rollout.wrapper, None, images.__getitem__, tmp_path / "answers.jsonl")
     assert len(again._cache) == len(rollout._cache)

@@ -3,13 +3,15 @@
 Several questions often share one large image; its low-res view is computed once. Targets:
 - gate: 1 when the item needs zoom (from the item's `needs_zoom`, else from the judge's label, else True
   when evidence boxes are given);
-- crops: a distribution over the policy's candidates: those covering at least `min_coverage` of every
-  evidence box, weighted toward the smallest (cheaper crops that still hold the evidence);
+- crops: a distribution over the candidates of the item's image (the policy's fixed ones plus those found
+  in the image): those covering at least `min_coverage` of every evidence box, weighted toward the
+  smallest (cheaper crops that still hold the evidence);
 - box: the union of the evidence, padded, that the best candidate's refinement should move towards.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +31,7 @@ class Example:
     crop_target: torch.Tensor  # [C], sums to 1 (all zeros when no candidate holds the evidence)
     box_target: torch.Tensor | None  # [4] normalized, or None
     evidence: list[Box]
+    candidates: list[Box] | None = None  # the C boxes `crop_target` is over (GRPO asks the target about them)
 
 
 def crop_distribution(evidence: list[Box], candidates: list[Box], min_coverage: float = 0.9,
@@ -52,9 +55,13 @@ def box_target(evidence: list[Box], pad: float = 0.5, min_side: float = 0.05) ->
     return union.pad(fraction=pad).min_size(min_side)
 
 
-def make_examples(items, candidates: list[Box], labels: dict[str, bool] | None = None,
+def make_examples(items, candidates: list[Box] | Callable[[str], list[Box]], labels: dict[str, bool] | None = None,
                   min_coverage: float = 0.9) -> list[Example]:
-    """Examples from dataset items (`training.datasets.Item` or dicts with the same fields)."""
+    """Examples from dataset items (`training.datasets.Item` or dicts with the same fields).
+
+    `candidates`: the boxes every image shares, or `candidates(image_key)` for per-image ones (e.g.
+    `ImageStore.candidates`, the policy's fixed candidates plus those found in each image).
+    """
     out = []
     for item in items:
         get = item.get if isinstance(item, dict) else lambda k, d=None, it=item: getattr(it, k, it.extra.get(k, d))
@@ -64,12 +71,14 @@ def make_examples(items, candidates: list[Box], labels: dict[str, bool] | None =
             needs = labels.get(str(get("id")))
         if needs is None:
             needs = bool(evidence)
-        target = crop_distribution(evidence, candidates, min_coverage) if needs else torch.zeros(len(candidates))
-        bt = box_target(evidence) if needs else None
         image = get("image_path", None) or get("image")
+        boxes = candidates(str(image)) if callable(candidates) else candidates
+        target = crop_distribution(evidence, boxes, min_coverage) if needs else torch.zeros(len(boxes))
+        bt = box_target(evidence) if needs else None
         out.append(Example(
             item_id=str(get("id")), image_key=str(image), question=str(get("question")),
             answers=list(get("answers")), needs_zoom=bool(needs), crop_target=target,
             box_target=torch.tensor(list(bt)) if bt is not None else None, evidence=evidence,
+            candidates=list(boxes),
         ))
     return out

@@ -88,15 +88,15 @@ def train_grpo(policy, reference, examples: list[Example], images: ImageStore, r
         if step <= start_step:
             _ = torch.rand(1, generator=generator)  # keep the sampling stream in step when resuming
             continue
-        x = images.batch([e.image_key for e in batch]).to(policy.device)
+        inputs = images.batch([e.image_key for e in batch])
         q = policy.encode_questions([e.question for e in batch])
         policy.eval()  # sampling sees the policy as it will be used
         with torch.no_grad():
-            out = policy(x, q)
+            out = policy(question_emb=q, **inputs)
             choices = sample_choices(out, config.group_size, generator, config.temperature).cpu()
             old_logp = log_probs(_repeat(out, config.group_size), choices.reshape(-1).to(policy.device),
                                  config.temperature)
-            ref_out = reference(x, q)
+            ref_out = reference(question_emb=q, **inputs)
             ref_logp = log_probs(_repeat(ref_out, config.group_size), choices.reshape(-1).to(policy.device),
                                  config.temperature)
         completions = [rollout(e, int(c)) for e, row in zip(batch, choices, strict=True) for c in row]
@@ -106,7 +106,8 @@ def train_grpo(policy, reference, examples: list[Example], images: ImageStore, r
         advantages = group_advantages(rewards.view(len(batch), config.group_size)).reshape(-1).to(policy.device)
         policy.train()
         for _ in range(config.inner_steps):
-            new_logp = log_probs(_repeat(policy(x, q), config.group_size), choices.reshape(-1).to(policy.device),
+            new_logp = log_probs(_repeat(policy(question_emb=q, **inputs), config.group_size),
+                                 choices.reshape(-1).to(policy.device),
                                  config.temperature)
             ratio = torch.exp(new_logp - old_logp)
             surrogate = torch.min(ratio * advantages, ratio.clamp(1 - config.clip, 1 + config.clip) * advantages)

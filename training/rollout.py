@@ -33,7 +33,7 @@ class BackendRollout:
     interrupted training run does not ask again.
     """
 
-    def __init__(self, target, candidates: list[Box], load_image: Callable[[str], object],
+    def __init__(self, target, candidates: list[Box] | None, load_image: Callable[[str], object],
                  cache_path: str | Path | None = None, global_side: int = 1024):
         self.wrapper = target if isinstance(target, ZoomWrapper) else ZoomWrapper(target, strategy="policy",
                                                                                     global_side=global_side)
@@ -58,7 +58,9 @@ class BackendRollout:
             if key in self._cache:
                 return self._cache[key]
         image = self.load_image(example.image_key)
-        boxes = [] if choice == NO_CROP else [self.candidates[choice]]
+        # The example's own candidates when it has them (those found in its image), else the shared ones.
+        candidates = example.candidates if example.candidates is not None else self.candidates
+        boxes = [] if choice == NO_CROP else [candidates[choice]]
         wrapper = self.wrapper
         backend = wrapper.backend
         token_model = wrapper.token_model_for(backend)

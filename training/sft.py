@@ -34,20 +34,27 @@ class SFTConfig:
 
 
 class ImageStore:
-    """Preprocessed low-res views, one per image file, computed on first use."""
+    """Each image file made ready for the policy once (`CropPolicy.prepare`: its low-res view and its
+    candidate crops), computed on first use."""
 
     def __init__(self, policy, loader: Callable[[str], object]):
         self._policy = policy
         self._loader = loader
-        self._cache: dict[str, torch.Tensor] = {}
+        self._cache: dict[str, object] = {}
 
-    def get(self, key: str) -> torch.Tensor:
+    def get(self, key: str):
+        """The `Prepared` image for `key`."""
         if key not in self._cache:
-            self._cache[key] = self._policy.preprocess(self._loader(key))
+            self._cache[key] = self._policy.prepare(self._loader(key))
         return self._cache[key]
 
-    def batch(self, keys: list[str]) -> torch.Tensor:
-        return torch.stack([self.get(k) for k in keys])
+    def candidates(self, key: str) -> list:
+        """The candidate boxes of image `key` (the policy's fixed ones, then those found in it)."""
+        return self.get(key).boxes
+
+    def batch(self, keys: list[str]) -> dict[str, torch.Tensor]:
+        """The network's inputs for these images (`CropPolicy.collate`)."""
+        return self._policy.collate([self.get(k) for k in keys])
 
     def prefetch(self, keys, workers: int | None = None, progress: bool = True) -> None:
         """Load and preprocess every image of `keys` up front, in threads.
@@ -64,7 +71,7 @@ class ImageStore:
             return
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(workers) as pool:
-            views = pool.map(lambda k: self._policy.preprocess(self._loader(k)), todo)
+            views = pool.map(lambda k: self._policy.prepare(self._loader(k)), todo)
             for key, view in zip(todo, tqdm(views, total=len(todo), desc="low-res views", unit="image",
                                             disable=not progress, leave=False), strict=True):
                 self._cache[key] = view
@@ -73,12 +80,14 @@ class ImageStore:
 def sft_loss(policy, examples: list[Example], images: ImageStore, config: SFTConfig) -> tuple[torch.Tensor, dict]:
     """The SFT loss on one batch and its parts (for the metrics log)."""
     device = policy.device
-    x = images.batch([e.image_key for e in examples]).to(device)
+    inputs = images.batch([e.image_key for e in examples])
     q = policy.encode_questions([e.question for e in examples])
-    out = policy(x, q)
+    out = policy(question_emb=q, **inputs)
     gate_target = torch.tensor([float(e.needs_zoom) for e in examples], device=device)
     gate_loss = F.binary_cross_entropy_with_logits(out.gate_logit, gate_target)
-    targets = torch.stack([e.crop_target for e in examples]).to(device)
+    targets = torch.zeros_like(out.crop_logits)  # padded: images have different numbers of candidates
+    for i, e in enumerate(examples):
+        targets[i, : len(e.crop_target)] = e.crop_target.to(device)
     has_target = targets.sum(dim=1) > 0
     crop_loss = torch.zeros((), device=device)
     box_loss = torch.zeros((), device=device)

@@ -96,10 +96,10 @@ def train(data: str | Path, backend, out: str | Path, config: TrainConfig | None
         stage, done_steps = "sft", 0
         policy = CropPolicy(PolicyConfig(**config.policy)).to(config.device)
     policy.train()
-    examples = make_examples(train_items, policy.candidate_boxes)
     load = image_loader()
     images = ImageStore(policy, load)
-    images.prefetch([e.image_key for e in examples], progress=config.progress)
+    images.prefetch([str(i.image_path) for i in train_items], progress=config.progress)
+    examples = make_examples(train_items, images.candidates)
     log = MetricsLog(out / METRICS, stage, done_steps)
 
     if stage == "sft":
@@ -113,7 +113,7 @@ def train(data: str | Path, backend, out: str | Path, config: TrainConfig | None
             from .rollout import BackendRollout
 
             reference = CropPolicy.from_pretrained(out / "sft", device=config.device, encoder=policy.encoder)
-            rollout = BackendRollout(backend, policy.candidate_boxes, load, out / "answers.jsonl",
+            rollout = BackendRollout(backend, None, load, out / "answers.jsonl",
                                      global_side=config.global_side)
             train_grpo(policy, reference, examples, images, rollout, config.grpo, progress=config.progress,
                        start_step=done_steps, log=log.with_checkpoints(policy, out, "grpo", config.checkpoint_every))
