@@ -1,8 +1,9 @@
 """The parts of `CropPolicy` after the backbone: neck, question fusion, gate / crop heads, box coding.
 
-Shapes: B images, C candidate crops, D = `dim` channels, an H x W fused feature map (stride 16 of the
-low-res view), Q = 384 question dims. Boxes are normalized `[x1, y1, x2, y2]`; the backbone sees the view
-resized to a square, so a normalized box maps to the same fraction of the feature map.
+Shapes: B images, C candidate crops (per image: the fixed ones, then those found in it, padded to the
+batch's most), D = `dim` channels, an H x W fused feature map (stride 16 of the low-res view), Q = 384
+question dims, K colour names. Boxes are normalized `[x1, y1, x2, y2]`; the backbone sees the view
+resized to a square, so a normalized box maps to the same fraction of every map.
 """
 
 from __future__ import annotations

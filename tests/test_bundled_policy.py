@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from cropper.policy import CONFIG_NAME, DEFAULT_DIR, WEIGHTS_NAME, CropPolicy
+from cropper.policy import CONFIG_NAME, DEFAULT_DIR, FORMAT, WEIGHTS_NAME, CropPolicy
 from cropper.wrapper import make_cropper
 from training.scenes import make_scene
 
@@ -26,7 +26,7 @@ def test_the_bundled_policy_is_shipped_small_and_in_safetensors():
     size_mb = sum(p.stat().st_size for p in DEFAULT_DIR.iterdir()) / 1e6
     assert size_mb < 20, f"bundled policy is {size_mb:.1f} MB; the budget is 20 MB"
     config = json.loads((DEFAULT_DIR / CONFIG_NAME).read_text())
-    assert config["format"] == "cropper-policy/1" and config["weights_sha256"]
+    assert config["format"] == FORMAT and config["weights_sha256"]
 
 
 def test_the_bundled_policy_is_selectable_by_name(bundled):
@@ -56,3 +56,13 @@ def test_the_bundled_policy_gate_knows_when_to_crop_on_unseen_scenes(bundled):
         assert len(boxes) <= bundled.config.k
         assert all(0 <= b.x1 < b.x2 <= 1 and 0 <= b.y1 < b.y2 <= 1 for b in boxes)
     assert right / len(items) >= 0.8, f"gate right on {right} of {len(items)} unseen items"
+
+
+def test_the_bundled_policy_crops_hold_the_evidence_on_unseen_scenes(bundled):
+    from cropper.geometry import Box, evidence_hit
+
+    items = [(im, it) for im, it in _items(seed=2, scenes=9) if not it["easy"]]
+    hits = sum(evidence_hit(bundled.propose(image, item["question"], threshold=0.0),
+                            [Box.from_list(e) for e in item["evidence"]]) for image, item in items)
+    # Measured 0.91 on 165 such items of heldout11; a random network's top crops hold it far less often.
+    assert hits / len(items) >= 0.7, f"evidence held on {hits} of {len(items)} unseen items"

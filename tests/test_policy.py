@@ -321,3 +321,78 @@ def test_select_crops_adapts_the_number_of_crops_to_the_score_mass():
     # A candidate inside a chosen crop counts as held: the small box's mass is covered by the quarter.
     nested = _decision([2.0, 2.0, -5.0, -5.0], [[0, 0, .5, .5], [.1, .1, .2, .2], [.5, .5, 1, 1], [.5, 0, 1, .5]])
     assert len(select_crops(nested, k=4, nms_iou=0.5, mass=0.9)) == 1
+
+
+def sign_image(colour: str = "green", at=(300, 200), size=(1600, 1200)) -> Image.Image:
+    """A noisy scene with one small sign (80x30 px) of `colour`."""
+    from PIL import ImageDraw
+
+    from backends.reader.colours import PALETTE
+
+    rng = np.random.default_rng(3)
+    image = Image.fromarray(np.clip(rng.normal((110, 118, 96), 10, (size[1], size[0], 3)), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    x, y = at
+    draw.rectangle([x, y, x + 80, y + 30], fill=PALETTE[colour])
+    for i in range(6):
+        draw.line([x + 8 + 11 * i, y + 8, x + 8 + 11 * i, y + 22], fill=(250, 250, 250), width=2)
+    return image
+
+
+def test_boxes_found_in_the_image_join_the_fixed_candidates():
+    policy = tiny_policy(image_size=160)
+    fixed = len(policy.candidate_boxes)
+    image = sign_image()
+    prepared = policy.prepare(image)
+    sign = Box.from_pixels(300, 200, 381, 231, 1600, 1200)
+    assert prepared.fixed == fixed and prepared.boxes[:fixed] == policy.candidate_boxes
+    found = prepared.boxes[fixed:]
+    assert any(b.coverage(sign) >= 0.9 and b.area < 0.05 for b in found)
+    decision = policy.decide(image, QUESTIONS[0])
+    assert len(decision.boxes) == len(prepared.boxes)
+    assert any(n.startswith("found_") for n in decision.names)
+    # proposals=0: the fixed candidates only.
+    assert len(tiny_policy(image_size=160, proposals=0).decide(image, QUESTIONS[0]).boxes) == fixed
+
+
+def test_a_padded_batch_scores_each_image_as_it_would_alone():
+    policy = tiny_policy(image_size=160).eval()
+    images = [sign_image(), make_image(size=(800, 600))]
+    prepared = [policy.prepare(im) for im in images]
+    assert len(prepared[0].boxes) != len(prepared[1].boxes)  # so the batch really pads
+    q = policy.encode_questions(QUESTIONS[:2])
+    with torch.no_grad():
+        batch = policy(question_emb=q, **policy.collate(prepared))
+        for i, p in enumerate(prepared):
+            alone = policy(question_emb=q[i : i + 1], **policy.collate([p]))
+            n = len(p.boxes)
+            assert torch.allclose(batch.crop_logits[i, :n], alone.crop_logits[0], atol=1e-4)
+            assert torch.allclose(batch.gate_logit[i], alone.gate_logit[0], atol=1e-4)
+            assert (batch.crop_logits[i, n:] <= -1e4 + 1).all()  # padding can never be chosen or sampled
+
+
+def test_the_colour_map_is_the_same_from_the_view_or_from_the_tensor():
+    policy = tiny_policy(image_size=160)
+    inputs = policy.collate([policy.prepare(sign_image("red"))])
+    assert torch.allclose(inputs["colours"], policy.colour_map(inputs["images"]))
+
+
+def test_select_crops_keeps_the_total_area_within_max_area():
+    from cropper.policy import select_crops
+
+    boxes = [[0, 0, .5, .5], [.5, 0, .6, .1], [.5, .5, 1, 1], [.7, .2, .8, .3]]
+    decision = _decision([4.0, 3.0, 2.0, 1.0], boxes)
+    chosen = select_crops(decision, k=4, nms_iou=0.5, max_area=0.3)
+    # The quarter (0.25) and the two small boxes fit; the second quarter would pass 0.3.
+    assert [list(b) for b in chosen] == [[0, 0, .5, .5], [.5, 0, .6, .1], [.7, .2, .8, .3]]
+    # The first crop is kept even when it alone is larger; then nothing else fits.
+    assert [list(b) for b in select_crops(decision, k=4, nms_iou=0.5, max_area=0.1)] == [[0, 0, .5, .5]]
+
+
+def test_a_policy_saved_in_the_old_format_is_refused_with_a_reason(tmp_path):
+    good = tiny_policy().save_pretrained(tmp_path / "p")
+    cfg = json.loads((good / "config.json").read_text())
+    cfg["format"] = "cropper-policy/1"
+    (good / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(PolicyLoadError, match="older cropper.*retrain"):
+        CropPolicy.from_pretrained(good)
