@@ -60,6 +60,9 @@ def add_parsers(sub) -> None:
     evaluate.add_argument("--by", default="kind", help="item field to break the summary down by (default kind)")
     evaluate.add_argument("--global-side", type=int, default=1024, help="long side of the low-res view")
     evaluate.add_argument("--out", default=None, help="write the summary and per-item rows to this JSON file")
+    evaluate.add_argument("--sweep", default=None, metavar="PNG",
+                          help="for a trained policy: evidence hits vs crop area over k / mass / max_area "
+                               "settings, plotted to this PNG (rows to --out)")
 
     bench = sub.add_parser("bench", help="time the crop policy per query beside one reader call")
     bench.add_argument("--policy", default=None, help="policy folder (default: the bundled policy)")
@@ -156,6 +159,8 @@ def _evaluate(args) -> int:
     cropper = make_cropper(args.cropper)
     candidates = getattr(cropper, "candidate_boxes", None) or []
     examples = make_examples(items, candidates)
+    if args.sweep:
+        return _sweep(cropper, examples, args)
     groups = {i.id: str(i.extra.get(args.by)) for i in items} if args.by else None
     target = load_backend(args.backend) if args.backend else None
     result = evaluate_cropper(cropper, examples, target, full=args.full and target is not None,
@@ -163,4 +168,27 @@ def _evaluate(args) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(json.dumps(result["summary"], indent=2))
+    return 0
+
+
+def _sweep(cropper, examples, args) -> int:
+    from training.sweep import pareto_front, plot_sweep, selection_sweep
+
+    from .policy import CropPolicy
+
+    if not isinstance(cropper, CropPolicy):
+        raise ValueError(f"--sweep needs a trained policy (--cropper policy or policy:DIR), not {args.cropper!r}: "
+                         "only a policy ranks candidates whose selection can be swept")
+    rows = selection_sweep(cropper, examples)
+    plot_sweep(rows, args.sweep, title=f"{args.cropper} on {Path(args.data).parent.name}/{Path(args.data).name} ({len(examples)} items)")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"rows": rows, "pareto": pareto_front(rows)}, indent=2), encoding="utf-8")
+    print("settings with the best evidence hits for their crop area:")
+    print(f"{'k':>3} {'mass':>5} {'max_area':>8} {'hit':>6} {'area':>6} {'crops':>6} {'gate':>6}")
+    for r in pareto_front(rows):
+        mass = "-" if r["mass"] is None else f"{r['mass']:.2f}"
+        area = "-" if r["max_area"] is None else f"{r['max_area']:.2f}"
+        print(f"{r['k']:>3} {mass:>5} {area:>8} {r['evidence_hit_rate']:>6.3f} {r['mean_crop_area']:>6.3f} "
+              f"{r['mean_crops']:>6.1f} {r['gate_accuracy']:>6.3f}")
+    print(f"plot: {args.sweep}")
     return 0
