@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
-import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +43,7 @@ from backends.reader.colours import PALETTE
 
 from .geometry import Box, crop_set
 from .policy_heads import FUSIONS, CropHeads, FineCues, Neck, apply_deltas, encode_deltas
+from .policy_io import atomic_write, dump_json, sha256_file
 from .proposals import colour_code_table, colour_shares, find_proposals
 from .text_encoder import EMBED_DIM, shared_encoder
 
@@ -404,10 +402,10 @@ class CropPolicy(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
-        weights = _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-        config = {"format": FORMAT, **dataclasses.asdict(self.config), "weights_sha256": _sha256(weights)}
-        _atomic_write(directory / CONFIG_NAME,
-                      lambda p: p.write_text(_dump_json(config), encoding="utf-8"))
+        weights = atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+        config = {"format": FORMAT, **dataclasses.asdict(self.config), "weights_sha256": sha256_file(weights)}
+        atomic_write(directory / CONFIG_NAME,
+                      lambda p: p.write_text(dump_json(config), encoding="utf-8"))
         return directory
 
     @classmethod
@@ -439,7 +437,7 @@ class CropPolicy(nn.Module):
             raise PolicyLoadError(f"{config_path}: not a cropper policy config (expected \"format\": \"{FORMAT}\")")
         expected_sha = raw.pop("weights_sha256", None)
         raw.pop("format")
-        if verify and expected_sha is not None and _sha256(weights_path) != expected_sha:
+        if verify and expected_sha is not None and sha256_file(weights_path) != expected_sha:
             raise PolicyLoadError(f"{weights_path}: contents do not match the sha256 recorded in {CONFIG_NAME} "
                                   "(the file was changed or is corrupt); re-save or re-download the policy")
         known = {f.name for f in dataclasses.fields(PolicyConfig)}
@@ -518,31 +516,3 @@ def select_crops(decision: Decision, k: int, nms_iou: float, mass: float | None 
 
 class PolicyLoadError(ValueError):
     """A policy directory could not be loaded; the message names the file and the problem."""
-
-
-def _dump_json(obj) -> str:
-    """Indented JSON with short lists of numbers (the candidate boxes) kept on one line."""
-    text = json.dumps(obj, indent=2)
-    return re.sub(r"\[\s+([-0-9.eE,\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> Path:
-    """Write through a temporary file in the same directory, then rename: no half-written policy on crash."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shipped policy must be readable by every user
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
