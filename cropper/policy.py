@@ -333,12 +333,12 @@ class CropPolicy(nn.Module):
             # With a core to spare, the finder (OpenCV, GIL released) runs there while the backbone runs
             # here: on a 2-core CPU with torch on one thread that hides most of its ~10 ms. When torch
             # already uses every core the two only contend (measured: 41 ms a query vs 31 in turn).
-            found = (_finder_pool().submit(self._candidates, view) if self.device.type != "cpu"
-                     or torch.get_num_threads() < (os.cpu_count() or 1) else _Done(self._candidates(view)))
+            spare_core = self.device.type != "cpu" or torch.get_num_threads() < (os.cpu_count() or 1)
+            found = _finder_pool().submit(self._candidates, view) if spare_core else None
             x = self.preprocess(view)[None].to(self.device, dtype)
             q = self.encoder.encode_one(question)[None].to(self.device, dtype)
             maps = self._image_maps(x, q)
-            prepared = Prepared(x[0], *found.result())
+            prepared = Prepared(x[0], *(found.result() if found is not None else self._candidates(view)))
             inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in self.collate([prepared]).items()}
             out = self(question_emb=q, maps=maps, **inputs)
             boxes = self.refined_boxes(out)[0].float().cpu()
@@ -469,16 +469,6 @@ class CropPolicy(nn.Module):
                 "CropPolicy.from_pretrained('my_policy'); or use a training-free cropper ('text-regions')."
             )
         return cls.from_pretrained(DEFAULT_DIR, device=device)
-
-
-class _Done:
-    """A finished result with a future's `result()`."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
 
 
 @functools.lru_cache(maxsize=1)

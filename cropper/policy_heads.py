@@ -131,7 +131,6 @@ class CropHeads(nn.Module):
                 fine: torch.Tensor | None = None, colours: torch.Tensor | None = None):
         """`boxes` [B, C, 4] normalized, `proposed` [B, C] (1 for a box found in the image) ->
         gate [B], scores [B, C], deltas [B, C, 4] or None."""
-        b, c = boxes.shape[:2]
         qv = self.q_proj(q)  # B, D
         flat = fmap.flatten(2)  # B, D, HW
         gate_in = [flat.mean(-1), flat.amax(-1), qv]

@@ -18,11 +18,14 @@ import functools
 import cv2
 import numpy as np
 
-from backends.reader.colours import PALETTE, name_pixels
+from backends.reader.colours import PALETTE, colour_code_table, name_codes
+from backends.reader.zones import context_boxes, unique
 
 Rect = tuple[float, float, float, float]
 
 _NAME_INDEX = {name: i for i, name in enumerate(PALETTE)}
+
+__all__ = ["find_proposals", "colour_shares", "name_codes", "colour_code_table"]
 
 
 def find_proposals(view: np.ndarray, max_proposals: int = 96) -> list[Rect]:
@@ -66,34 +69,9 @@ def find_proposals(view: np.ndarray, max_proposals: int = 96) -> list[Rect]:
     amount = _box_sums(ink_sums, x, y, bw, bh)
     keep = (amount >= 4) & (bw * bh <= 0.6 * w * h)
     x, y, bw, bh, amount = x[keep], y[keep], bw[keep], bh[keep], amount[keep]
-    zone_boxes = _context_boxes(x / w, y / h, (x + bw) / w, (y + bh) / h, grow=0.1, min_side=0.06)
+    zone_boxes = context_boxes(x / w, y / h, (x + bw) / w, (y + bh) / h, grow=0.1, min_side=0.06)
     zones = sorted(zip(amount.tolist(), zone_boxes, strict=True), key=lambda z: -z[0])
-    return _first_distinct([b for _, b in signs] + [b for _, b in zones], max_proposals)
-
-
-def _first_distinct(boxes: list[Rect], limit: int, share: float = 0.8) -> list[Rect]:
-    """The first `limit` of `boxes` that are not mostly (`share`) inside an earlier kept one.
-
-    A greedy pass over a precomputed containment matrix: a cluttered scene yields hundreds of blobs,
-    and the pairwise Python loop of `zones.unique` cost 17 ms of the policy's 30-ms budget.
-    """
-    if not boxes:
-        return []
-    b = np.asarray(boxes, dtype=np.float64)
-    w = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    inside = w * h >= share * area[None, :]  # [i, j]: box j is mostly inside box i
-    suppressed = area <= 0
-    kept: list[int] = []
-    for i in range(len(b)):
-        if suppressed[i]:
-            continue
-        kept.append(i)
-        if len(kept) >= limit:
-            break
-        suppressed |= inside[i]
-    return [tuple(float(v) for v in b[i]) for i in kept]
+    return unique([b for _, b in signs] + [b for _, b in zones], max_proposals)
 
 
 def _sign_like(mask: np.ndarray, sums: np.ndarray, squares: np.ndarray, w: int, h: int) -> list[tuple[float, Rect]]:
@@ -114,37 +92,13 @@ def _sign_like(mask: np.ndarray, sums: np.ndarray, squares: np.ndarray, w: int, 
     n = (bw * bh).astype(np.float64)
     mean = _box_sums(sums, x, y, bw, bh) / n
     texture = np.sqrt(np.maximum(0.0, _box_sums(squares, x, y, bw, bh) / n - mean * mean))
-    boxes = _context_boxes(x / w, y / h, (x + bw) / w, (y + bh) / h, grow=1.5, min_side=0.06)
+    boxes = context_boxes(x / w, y / h, (x + bw) / w, (y + bh) / h, grow=1.5, min_side=0.06)
     return list(zip((texture * fill).tolist(), boxes, strict=True))
-
-
-def _context_boxes(x1, y1, x2, y2, grow: float, min_side: float) -> list[Rect]:
-    """`zones.context_box` over arrays: grown by `grow` of the size on each side, at least `min_side`,
-    shifted (not cut) to stay inside the image."""
-    w2 = np.maximum((x2 - x1) * (1 + 2 * grow), min_side)
-    h2 = np.maximum((y2 - y1) * (1 + 2 * grow), min_side)
-    nx1 = np.minimum(np.maximum(0.0, (x1 + x2) / 2 - w2 / 2), np.maximum(0.0, 1.0 - w2))
-    ny1 = np.minimum(np.maximum(0.0, (y1 + y2) / 2 - h2 / 2), np.maximum(0.0, 1.0 - h2))
-    out = np.stack([nx1, ny1, np.minimum(1.0, nx1 + w2), np.minimum(1.0, ny1 + h2)], axis=1)
-    return [tuple(row) for row in out.tolist()]
 
 
 def _box_sums(integral: np.ndarray, x, y, w, h) -> np.ndarray:
     """Sums over many boxes at once from an integral image (arrays of x, y, w, h)."""
     return integral[y + h, x + w] - integral[y, x + w] - integral[y + h, x] + integral[y, x]
-
-
-def name_codes(view: np.ndarray) -> np.ndarray:
-    """[H, W] uint8: the index in `PALETTE` of each pixel's colour name (`name_pixels`, as small ints)."""
-    return colour_code_table()[_quantized(view)]
-
-
-@functools.lru_cache(maxsize=1)
-def colour_code_table() -> np.ndarray:
-    """[4096] uint8: the `PALETTE` index of each colour quantized to 16 levels per channel (r*256+g*16+b)."""
-    names = name_pixels(np.array([[[(k // 256) * 16 + 8, ((k // 16) % 16) * 16 + 8, (k % 16) * 16 + 8]
-                                   for k in range(4096)]], dtype=np.uint8))[0]
-    return np.array([_NAME_INDEX[str(n)] for n in names], dtype=np.uint8)
 
 
 def colour_shares(view: np.ndarray, cell: int = 4) -> np.ndarray:
@@ -162,11 +116,6 @@ def colour_shares(view: np.ndarray, cell: int = 4) -> np.ndarray:
 def _block_index(h: int, w: int, cell: int) -> np.ndarray:
     rows, cols = np.arange(h)[:, None] // cell, np.arange(w)[None, :] // cell
     return (rows * (w // cell) + cols).astype(np.int64)
-
-
-def _quantized(view: np.ndarray) -> np.ndarray:
-    quant = (view >> 4).astype(np.int32)
-    return quant[..., 0] * 256 + quant[..., 1] * 16 + quant[..., 2]
 
 
 def _channel_max(arr: np.ndarray) -> np.ndarray:

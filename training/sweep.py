@@ -5,7 +5,7 @@
     plot_sweep(rows, "sweep.png")
 
 The network runs once per item (`CropPolicy.decide`); every setting then re-selects crops from the same
-ranked candidates with `select_crops`, so a sweep of 60 settings costs what one evaluation costs. The
+ranked candidates with `select_crops`, so the default 112 settings cost about what one evaluation costs. The
 settings never enter training, so the sweep picks them for a trained policy after the fact
 (`PolicyConfig.k`, `mass`, `max_area`).
 """

@@ -62,9 +62,24 @@ def name_rgb(rgb) -> str:
 
 def name_pixels(arr: np.ndarray) -> np.ndarray:
     """The colour name of every pixel of an HxWx3 uint8 array (colours quantized to 16 levels per channel)."""
+    return _names_table()[_quantized(arr)]
+
+
+def name_codes(arr: np.ndarray) -> np.ndarray:
+    """[H, W] uint8: the index in `PALETTE` of each pixel's colour name (`name_pixels` as small ints)."""
+    return colour_code_table()[_quantized(arr)]
+
+
+@functools.lru_cache(maxsize=1)
+def colour_code_table() -> np.ndarray:
+    """[4096] uint8: the `PALETTE` index of each quantized colour (key r*256 + g*16 + b, 16 levels each)."""
+    index = {name: i for i, name in enumerate(PALETTE)}
+    return np.array([index[str(n)] for n in _names_table()], dtype=np.uint8)
+
+
+def _quantized(arr: np.ndarray) -> np.ndarray:
     quant = (arr // 16).astype(np.int32)
-    keys = quant[..., 0] * 256 + quant[..., 1] * 16 + quant[..., 2]
-    return _names_table()[keys]
+    return quant[..., 0] * 256 + quant[..., 1] * 16 + quant[..., 2]
 
 
 @functools.lru_cache(maxsize=1)
