@@ -157,8 +157,7 @@ def _evaluate(args) -> int:
     if not items:
         raise ValueError(f"{args.data}: no usable items")
     cropper = make_cropper(args.cropper)
-    candidates = getattr(cropper, "candidate_boxes", None) or []
-    examples = make_examples(items, candidates)
+    examples = make_examples(items, None)  # evaluation reads no crop targets
     if args.sweep:
         return _sweep(cropper, examples, args)
     groups = {i.id: str(i.extra.get(args.by)) for i in items} if args.by else None

@@ -42,9 +42,10 @@ from torch import nn
 from backends.reader.colours import PALETTE
 
 from .geometry import Box, crop_set
+from .inference_backbone import InferenceBackbone
 from .policy_heads import FUSIONS, CropHeads, FineCues, Neck, apply_deltas, encode_deltas
 from .policy_io import atomic_write, dump_json, sha256_file
-from .proposals import colour_code_table, colour_shares, find_proposals
+from .proposals import colour_code_table, colour_shares, find_proposals, name_codes
 from .text_encoder import EMBED_DIM, shared_encoder
 
 FORMAT = "cropper-policy/2"
@@ -200,6 +201,7 @@ class CropPolicy(nn.Module):
         self._encoder = encoder
         self.token_model = token_model
         self.crop_side: int | None = None  # the long side crops are sent at (None: original), for budgets
+        self._inference_backbone = InferenceBackbone()
 
     def __repr__(self) -> str:
         c = self.config
@@ -250,8 +252,9 @@ class CropPolicy(nn.Module):
     def _candidates(self, view: np.ndarray) -> tuple[list[Box], int, torch.Tensor | None]:
         """The candidate boxes of a view (fixed, then found), how many are fixed, and its colour map."""
         boxes = list(self.candidate_boxes)
-        found = find_proposals(view, self.config.proposals) if self.config.proposals else []
-        colours = torch.from_numpy(colour_shares(view, 4)) if self.config.colours else None
+        codes = name_codes(view) if self.config.proposals and self.config.colours else None  # shared by both
+        found = find_proposals(view, self.config.proposals, codes) if self.config.proposals else []
+        colours = torch.from_numpy(colour_shares(view, 4, codes)) if self.config.colours else None
         return boxes + [Box(*b) for b in found], len(boxes), colours
 
     def collate(self, prepared: list[Prepared]) -> dict[str, torch.Tensor]:
@@ -300,7 +303,11 @@ class CropPolicy(nn.Module):
 
     def _image_maps(self, images: torch.Tensor, question_emb: torch.Tensor):
         """The fused feature map and the fine cue map: everything that does not depend on the candidates."""
-        fmap = self.fusion(self.neck(self.backbone(images)), question_emb)
+        if self.training or torch.is_grad_enabled():
+            features = self.backbone(images)
+        else:  # inference: the batch-norm-folded copy, same features in ~0.6x the time
+            features = self._inference_backbone(self.backbone, images)
+        fmap = self.fusion(self.neck(features), question_emb)
         fine = self.fine(images, question_emb) if self.fine is not None else None
         return fmap, fine
 

@@ -28,13 +28,14 @@ _NAME_INDEX = {name: i for i, name in enumerate(PALETTE)}
 __all__ = ["find_proposals", "colour_shares", "name_codes", "colour_code_table"]
 
 
-def find_proposals(view: np.ndarray, max_proposals: int = 96) -> list[Rect]:
+def find_proposals(view: np.ndarray, max_proposals: int = 96, codes: np.ndarray | None = None) -> list[Rect]:
     """Candidate zoom boxes in a square uint8 RGB `view` [S, S, 3]: sign-like blobs first, then text zones.
 
     Sign-like: a connected part of one colour name (or of pixels that stand out from their
     surroundings) that is solid, wider than about as tall, and small. Text zones: ink that differs from
     the local background, joined into lines and blocks, most ink first. At most `max_proposals`, with
-    near-duplicates (one mostly inside an earlier one) dropped.
+    near-duplicates (one mostly inside an earlier one) dropped. `codes`: the view's `name_codes`, when
+    the caller already has them.
     """
     if view.ndim != 3 or view.shape[2] != 3 or view.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 view, got {view.shape} {view.dtype}")
@@ -43,7 +44,7 @@ def find_proposals(view: np.ndarray, max_proposals: int = 96) -> list[Rect]:
     gray = cv2.cvtColor(view, cv2.COLOR_RGB2GRAY)
     background = _local_background(view)
     contrast = _channel_max(cv2.absdiff(view, background))
-    codes = name_codes(view)
+    codes = name_codes(view) if codes is None else codes
     sums, squares = cv2.integral2(gray, sdepth=cv2.CV_64F)  # box sums in O(1): texture per blob
 
     signs: list[tuple[float, Rect]] = []
@@ -101,12 +102,14 @@ def _box_sums(integral: np.ndarray, x, y, w, h) -> np.ndarray:
     return integral[y + h, x + w] - integral[y, x + w] - integral[y + h, x] + integral[y, x]
 
 
-def colour_shares(view: np.ndarray, cell: int = 4) -> np.ndarray:
-    """[K, H/cell, W/cell] float32: the share of each `PALETTE` colour name in each `cell` x `cell` block."""
+def colour_shares(view: np.ndarray, cell: int = 4, codes: np.ndarray | None = None) -> np.ndarray:
+    """[K, H/cell, W/cell] float32: the share of each `PALETTE` colour name in each `cell` x `cell` block
+    (`codes`: the view's `name_codes`, when the caller already has them)."""
     h, w = view.shape[0] // cell * cell, view.shape[1] // cell * cell
+    codes = name_codes(view) if codes is None else codes
     k = len(PALETTE)
     # One bincount over (block, colour) pairs: a single pass, where a mask per colour would be eleven.
-    index = _block_index(h, w, cell) * k + name_codes(view[:h, :w])
+    index = _block_index(h, w, cell) * k + codes[:h, :w]
     counts = np.bincount(index.ravel(), minlength=(h // cell) * (w // cell) * k)
     shares = counts.reshape(h // cell, w // cell, k).transpose(2, 0, 1) / float(cell * cell)
     return np.ascontiguousarray(shares, dtype=np.float32)

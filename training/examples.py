@@ -55,12 +55,13 @@ def box_target(evidence: list[Box], pad: float = 0.5, min_side: float = 0.05) ->
     return union.pad(fraction=pad).min_size(min_side)
 
 
-def make_examples(items, candidates: list[Box] | Callable[[str], list[Box]], labels: dict[str, bool] | None = None,
-                  min_coverage: float = 0.9) -> list[Example]:
+def make_examples(items, candidates: list[Box] | Callable[[str], list[Box]] | None,
+                  labels: dict[str, bool] | None = None, min_coverage: float = 0.9) -> list[Example]:
     """Examples from dataset items (`training.datasets.Item` or dicts with the same fields).
 
     `candidates`: the boxes every image shares, or `candidates(image_key)` for per-image ones (e.g.
-    `ImageStore.candidates`, the policy's fixed candidates plus those found in each image).
+    `ImageStore.candidates`, the policy's fixed candidates plus those found in each image), or None for
+    examples that are only evaluated (no crop targets: an empty `crop_target`).
     """
     out = []
     for item in items:
@@ -72,8 +73,8 @@ def make_examples(items, candidates: list[Box] | Callable[[str], list[Box]], lab
         if needs is None:
             needs = bool(evidence)
         image = get("image_path", None) or get("image")
-        boxes = candidates(str(image)) if callable(candidates) else candidates
-        target = crop_distribution(evidence, boxes, min_coverage) if needs else torch.zeros(len(boxes))
+        boxes = candidates(str(image)) if callable(candidates) else (candidates or [])
+        target = crop_distribution(evidence, boxes, min_coverage) if needs and boxes else torch.zeros(len(boxes))
         bt = box_target(evidence) if needs else None
         out.append(Example(
             item_id=str(get("id")), image_key=str(image), question=str(get("question")),

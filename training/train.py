@@ -136,7 +136,7 @@ def evaluate_run(out: Path, policy, items: list[Item], backend, config: TrainCon
     from cropper.policy import CropPolicy
 
     items = items[: config.eval_limit] if config.eval_limit else items
-    examples = make_examples(items, policy.candidate_boxes)
+    examples = make_examples(items, None)  # evaluation reads no crop targets
     target = backend if config.eval_target else None
     load = image_loader()
     report: dict[str, Any] = {"held_out_items": len(examples)}
