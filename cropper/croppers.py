@@ -65,7 +65,7 @@ class TextRegionCropper:
     def propose(self, image: Image.Image, question: str, k: int | None = None, budget: int | None = None) -> list[Box]:
         """Crops for `question` (`budget` is left to the strategy, which shrinks crops to fit it)."""
         from backends.reader.questions import parse_question
-        from backends.reader.zones import centre, inside, sign_blobs, text_zones
+        from backends.reader.zones import centre, covers, inside, sign_blobs, text_zones
 
         query = parse_question(question)
         view = image.copy()
@@ -81,7 +81,7 @@ class TextRegionCropper:
         for rect in text_zones(view):
             if limit is not None and len(chosen) >= limit:
                 break
-            if not wanted(rect) or any(_inside(rect, c) for c in chosen):
+            if not wanted(rect) or any(covers(c, rect) >= 0.9 for c in chosen):  # mostly in a chosen crop
                 continue
             if chosen and area + _area(rect) > allowed:
                 continue  # a smaller zone further down may still fit
@@ -93,10 +93,3 @@ class TextRegionCropper:
 
 def _area(rect) -> float:
     return (rect[2] - rect[0]) * (rect[3] - rect[1])
-
-
-def _inside(inner, outer, share: float = 0.9) -> bool:
-    """Whether most of `inner` lies in `outer` (a zone already covered by a chosen sign crop)."""
-    w = min(inner[2], outer[2]) - max(inner[0], outer[0])
-    h = min(inner[3], outer[3]) - max(inner[1], outer[1])
-    return max(0.0, w) * max(0.0, h) >= share * _area(inner) > 0
