@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 import timm
 import torch
 from torch import nn
 
 from cropper.inference_backbone import InferenceBackbone, fold_batchnorm
-from tests.test_policy import make_image, tiny_policy
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.test_policy import _one_thread, make_image, tiny_policy  # noqa: F401  (autouse: torch on one thread)
 
 
 def _randomize_norms(module: nn.Module, seed: int = 0) -> None:
