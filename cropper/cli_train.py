@@ -39,6 +39,8 @@ def add_parsers(sub) -> None:
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--grpo-steps", type=int, default=None)
     train.add_argument("--group-size", type=int, default=None)
+    train.add_argument("--grpo-crops", type=int, default=None,
+                       help="crops per GRPO sample: 1 (default) or an ordered set of N, as propose sends")
     train.add_argument("--holdout", type=float, default=0.1, help="share of images held out for evaluation")
     train.add_argument("--limit", type=int, default=None, help="use only the first N items")
     train.add_argument("--seed", type=int, default=0)
@@ -125,7 +127,8 @@ def _train(args) -> int:
     sft = dataclasses.replace(SFTConfig(seed=args.seed), **{k: v for k, v in {
         "epochs": args.sft_epochs, "lr": args.sft_lr, "batch_size": args.batch_size}.items() if v is not None})
     grpo = dataclasses.replace(GRPOConfig(seed=args.seed), **{k: v for k, v in {
-        "steps": args.grpo_steps, "group_size": args.group_size}.items() if v is not None})
+        "steps": args.grpo_steps, "group_size": args.group_size, "crops": args.grpo_crops}.items()
+        if v is not None})
     config = TrainConfig(policy=policy, sft=sft, grpo=grpo, holdout=args.holdout, seed=args.seed,
                          device=args.device, limit=args.limit, eval_limit=args.eval_limit,
                          eval_target=not args.no_eval_target, eval_full=args.eval_full)

@@ -80,6 +80,48 @@ def test_log_probs_match_the_sampling_distribution():
     assert probs.sum().item() == pytest.approx(1.0, abs=1e-5)  # a proper distribution over all choices
 
 
+def test_crop_sets_are_plackett_luce_samples_and_their_log_probs_a_distribution():
+    from cropper.policy import PolicyOutput
+
+    logits = torch.tensor([[2.0, 0.5, -1.0, 0.0]])
+    out = PolicyOutput(torch.tensor([1.5]), logits, None)
+    # Every ordered pair of distinct crops, plus "no crop": the probabilities sum to one.
+    pairs = [(i, j) for i in range(4) for j in range(4) if i != j] + [(NO_CROP, NO_CROP)]
+    every = torch.tensor(pairs)
+    many = PolicyOutput(out.gate_logit.expand(len(pairs)), logits.expand(len(pairs), -1), None)
+    assert torch.exp(log_probs(many, every)).sum().item() == pytest.approx(1.0, abs=1e-5)
+    # The first of two picks follows the softmax; the second never repeats it.
+    sets = sample_choices(out, 4000, torch.Generator().manual_seed(0), crops=2)[0]
+    cropped = sets[sets[:, 0] != NO_CROP]
+    assert len(cropped) / len(sets) == pytest.approx(torch.sigmoid(torch.tensor(1.5)).item(), abs=0.03)
+    assert (cropped[:, 0] != cropped[:, 1]).all() and ((sets == NO_CROP).sum(1) % 2 == 0).all()
+    first = torch.bincount(cropped[:, 0], minlength=4).float() / len(cropped)
+    assert torch.allclose(first, torch.softmax(logits[0], 0), atol=0.03)
+    # P(second = j | first = 0) = softmax over the rest.
+    after0 = cropped[cropped[:, 0] == 0][:, 1]
+    rest = torch.softmax(logits[0, 1:], 0)
+    assert torch.allclose(torch.bincount(after0, minlength=4)[1:].float() / len(after0), rest, atol=0.04)
+
+
+def test_grpo_on_crop_sets_asks_the_target_about_the_whole_set(dataset, tmp_path):
+    images, items = dataset
+    policy = tiny_policy(seed=3)
+    store = ImageStore(policy, images.__getitem__)
+    examples = make_examples(items, store.candidates)
+    rollout = BackendRollout(ZoomWrapper("reader", strategy="policy", global_side=200), None,
+                             images.__getitem__, cache_path=tmp_path / "answers.jsonl")
+    before = copy.deepcopy(policy.state_dict())
+    log = []
+    train_grpo(policy, frozen_copy(policy), examples, store, rollout,
+               GRPOConfig(steps=2, batch_size=2, group_size=3, crops=2, lr=1e-3), log=log.append, progress=False)
+    assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
+    sets = [(key, done) for key, done in rollout._cache.items() if key[1] != NO_CROP]
+    assert sets and all(isinstance(key[1], tuple) and len(key[1]) == 2 and done.n_crops == 2 for key, done in sets)
+    # The set's answer is cached under the set, and the file brings it back as the same key.
+    again = BackendRollout(rollout.wrapper, None, images.__getitem__, tmp_path / "answers.jsonl")
+    assert again._cache.keys() == rollout._cache.keys()
+
+
 def test_sft_then_grpo_change_the_policy_and_learn(dataset, tmp_path):
     images, items = dataset
     policy = tiny_policy()

@@ -1,8 +1,9 @@
 """GRPO for the crop policy: sample crop choices, ask the frozen target, reward, group-normalize, update.
 
 For each item the policy samples `group_size` choices: first the gate (crop or not), then one candidate
-crop. The frozen target backend answers the global view plus that crop (answers cached by (item, choice),
-so a repeated choice costs nothing), `training.rewards.total_reward` scores it, advantages are
+crop, or with `crops=m` an ordered set of m distinct candidates (Plackett-Luce, drawn with the Gumbel
+top-k trick), which is what `propose` sends: several crops, best first. The frozen target backend answers
+the global view plus those crops (answers cached by (item, choice), so a repeated choice costs nothing), `training.rewards.total_reward` scores it, advantages are
 normalized within the group, and the update is PPO-style: clipped probability ratio plus a KL penalty to
 the frozen SFT reference policy (k3 estimator, as in DeepSeekMath's GRPO).
 """
@@ -21,8 +22,9 @@ from .sft import ImageStore, _bar
 
 NO_CROP = -1
 
-#: rollout(example, candidate index or NO_CROP) -> what the target answered and what the crop cost.
-Rollout = Callable[[Example, int], CropCompletion]
+#: rollout(example, choice) -> what the target answered and what the crops cost. A choice is a candidate
+#: index or NO_CROP, or (with `GRPOConfig.crops` > 1) a tuple of candidate indices, best first.
+Rollout = Callable[[Example, "int | tuple[int, ...]"], CropCompletion]
 
 
 @dataclass
@@ -37,28 +39,48 @@ class GRPOConfig:
     clip: float = 0.2
     kl: float = 0.05
     temperature: float = 1.0
+    # Crops per sampled choice. 1: learn which single crop pays best. m > 1: an ordered set of m distinct
+    # crops, so the reward is the one the target gives for a set like those `propose(k=m)` sends.
+    crops: int = 1
     weights: CostWeights = field(default_factory=CostWeights)
     seed: int = 0
 
 
 def log_probs(out, choices: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log pi(choice) per row: log p(gate=0) for NO_CROP, else log p(gate=1) + log p(crop | gate=1)."""
+    """log pi(choice) per row: log p(gate=0) for NO_CROP, else log p(gate=1) + log p(crops | gate=1).
+
+    `choices` [N] (one crop each) or [N, m] (ordered sets, NO_CROP rows all NO_CROP): a set's log
+    probability is the Plackett-Luce one, each pick's log-softmax over the candidates not yet picked.
+    """
     log_yes = torch.nn.functional.logsigmoid(out.gate_logit)
     log_no = torch.nn.functional.logsigmoid(-out.gate_logit)
-    log_crop = torch.log_softmax(out.crop_logits / temperature, dim=-1)
-    safe = choices.clamp(min=0)
-    picked = log_crop.gather(1, safe[:, None])[:, 0]
-    return torch.where(choices == NO_CROP, log_no, log_yes + picked)
+    logits = out.crop_logits / temperature
+    picks = choices[:, None] if choices.dim() == 1 else choices
+    safe = picks.clamp(min=0)
+    taken = torch.zeros_like(logits, dtype=torch.bool)
+    picked = torch.zeros_like(log_yes)
+    for j in range(safe.shape[1]):
+        remaining = torch.logsumexp(logits.masked_fill(taken, float("-inf")), dim=-1)
+        picked = picked + logits.gather(1, safe[:, j : j + 1])[:, 0] - remaining
+        taken = taken.scatter(1, safe[:, j : j + 1], True)
+    return torch.where(picks[:, 0] == NO_CROP, log_no, log_yes + picked)
 
 
 @torch.no_grad()
-def sample_choices(out, group_size: int, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
-    """[B, G] sampled choices (candidate index or NO_CROP)."""
+def sample_choices(out, group_size: int, generator: torch.Generator, temperature: float = 1.0,
+                   crops: int = 1) -> torch.Tensor:
+    """[B, G] sampled choices (candidate index or NO_CROP), or [B, G, crops] ordered sets when crops > 1."""
     gate = torch.sigmoid(out.gate_logit)[:, None].expand(-1, group_size)
     crop_now = torch.bernoulli(gate, generator=generator).bool()
-    probs = torch.softmax(out.crop_logits / temperature, dim=-1)
-    crops = torch.multinomial(probs, group_size, replacement=True, generator=generator)
-    return torch.where(crop_now, crops, torch.full_like(crops, NO_CROP))
+    if crops == 1:
+        probs = torch.softmax(out.crop_logits / temperature, dim=-1)
+        picks = torch.multinomial(probs, group_size, replacement=True, generator=generator)
+        return torch.where(crop_now, picks, torch.full_like(picks, NO_CROP))
+    # Gumbel top-k: the order of the perturbed scores' top m is a Plackett-Luce sample of m distinct crops.
+    logits = (out.crop_logits / temperature)[:, None, :].expand(-1, group_size, -1)
+    uniform = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(1e-10, 1 - 1e-7)
+    picks = (logits - torch.log(-torch.log(uniform))).topk(min(crops, logits.shape[-1]), dim=-1).indices
+    return torch.where(crop_now[..., None], picks, torch.full_like(picks, NO_CROP))
 
 
 def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
@@ -93,21 +115,19 @@ def train_grpo(policy, reference, examples: list[Example], images: ImageStore, r
         policy.eval()  # sampling sees the policy as it will be used
         with torch.no_grad():
             out = policy(question_emb=q, **inputs)
-            choices = sample_choices(out, config.group_size, generator, config.temperature).cpu()
-            old_logp = log_probs(_repeat(out, config.group_size), choices.reshape(-1).to(policy.device),
-                                 config.temperature)
+            choices = sample_choices(out, config.group_size, generator, config.temperature, config.crops).cpu()
+            flat = choices.reshape(len(batch) * config.group_size, *choices.shape[2:]).to(policy.device)
+            old_logp = log_probs(_repeat(out, config.group_size), flat, config.temperature)
             ref_out = reference(question_emb=q, **inputs)
-            ref_logp = log_probs(_repeat(ref_out, config.group_size), choices.reshape(-1).to(policy.device),
-                                 config.temperature)
-        completions = [rollout(e, int(c)) for e, row in zip(batch, choices, strict=True) for c in row]
+            ref_logp = log_probs(_repeat(ref_out, config.group_size), flat, config.temperature)
+        completions = [rollout(e, _as_choice(c)) for e, row in zip(batch, choices, strict=True) for c in row]
         answers = [e.answers for e in batch for _ in range(config.group_size)]
         needs = [e.needs_zoom for e in batch for _ in range(config.group_size)]
         rewards = torch.tensor(total_reward(completions, answers, needs, weights=config.weights))
         advantages = group_advantages(rewards.view(len(batch), config.group_size)).reshape(-1).to(policy.device)
         policy.train()
         for _ in range(config.inner_steps):
-            new_logp = log_probs(_repeat(policy(question_emb=q, **inputs), config.group_size),
-                                 choices.reshape(-1).to(policy.device),
+            new_logp = log_probs(_repeat(policy(question_emb=q, **inputs), config.group_size), flat,
                                  config.temperature)
             ratio = torch.exp(new_logp - old_logp)
             surrogate = torch.min(ratio * advantages, ratio.clamp(1 - config.clip, 1 + config.clip) * advantages)
@@ -131,6 +151,14 @@ def train_grpo(policy, reference, examples: list[Example], images: ImageStore, r
     bar.close()
     policy.eval()
     return optimizer
+
+
+def _as_choice(choice: torch.Tensor) -> int | tuple[int, ...]:
+    """A sampled choice as the rollout takes it: an int (one crop or NO_CROP), or a tuple of indices."""
+    if choice.dim() == 0:
+        return int(choice)
+    picks = tuple(int(i) for i in choice)
+    return NO_CROP if picks[0] == NO_CROP else picks
 
 
 def frozen_copy(policy):

@@ -42,25 +42,29 @@ class BackendRollout:
         self.cache_path = Path(cache_path) if cache_path else None
         self.calls = 0
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, int], CropCompletion] = {}
+        self._cache: dict[tuple, CropCompletion] = {}
         if self.cache_path and self.cache_path.exists():
             for line in self.cache_path.read_text().splitlines():
                 try:
                     row = json.loads(line)
-                    self._cache[(row["id"], row["choice"])] = CropCompletion(
+                    choice = row["choice"]
+                    self._cache[(row["id"], tuple(choice) if isinstance(choice, list) else choice)] = CropCompletion(
                         row["answer"], row["crop_tokens"], row["full_tokens"], row["n_crops"])
                 except (ValueError, KeyError):
                     continue  # a line cut off by an interruption
 
-    def __call__(self, example: Example, choice: int) -> CropCompletion:
-        key = (example.item_id, int(choice))
+    def __call__(self, example: Example, choice: int | tuple[int, ...]) -> CropCompletion:
+        """The target's answer for `example` with the chosen crops (an index, NO_CROP, or indices best first)."""
+        choice = tuple(map(int, choice)) if isinstance(choice, (tuple, list)) else int(choice)
+        key = (example.item_id, choice)
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
         image = self.load_image(example.image_key)
         # The example's own candidates when it has them (those found in its image), else the shared ones.
         candidates = example.candidates if example.candidates is not None else self.candidates
-        boxes = [] if choice == NO_CROP else [candidates[choice]]
+        indices = [choice] if isinstance(choice, int) else list(choice)
+        boxes = [candidates[i] for i in indices if i != NO_CROP]
         wrapper = self.wrapper
         backend = wrapper.backend
         token_model = wrapper.token_model_for(backend)
