@@ -122,6 +122,29 @@ def test_grpo_on_crop_sets_asks_the_target_about_the_whole_set(dataset, tmp_path
     assert again._cache.keys() == rollout._cache.keys()
 
 
+def test_a_grpo_update_starts_from_the_sampling_policy(dataset):
+    """The update's first ratio is exactly 1: with lr 0 the KL to the reference stays ~0 and batch norm
+    statistics do not move (in train mode they would normalize by the batch and drift)."""
+    from training.rewards import CropCompletion
+
+    images, items = dataset
+    policy = tiny_policy(seed=4)
+    store = ImageStore(policy, images.__getitem__)
+    examples = make_examples(items, store.candidates)
+    norms = {k: v.clone() for k, v in policy.state_dict().items() if "running" in k}
+    assert norms
+
+    def rollout(example, choice):  # a stand-in target: right only without a crop
+        return CropCompletion(example.answers[0] if choice == NO_CROP else "?", 0 if choice == NO_CROP else 50,
+                              1000, 0 if choice == NO_CROP else 1)
+
+    log = []
+    train_grpo(policy, frozen_copy(policy), examples, store, rollout,
+               GRPOConfig(steps=2, batch_size=4, group_size=4, lr=0.0), log=log.append, progress=False)
+    assert all(r["kl"] < 1e-6 for r in log)
+    assert all(torch.equal(norms[k], policy.state_dict()[k]) for k in norms)
+
+
 def test_sft_then_grpo_change_the_policy_and_learn(dataset, tmp_path):
     images, items = dataset
     policy = tiny_policy()

@@ -112,7 +112,7 @@ def train_grpo(policy, reference, examples: list[Example], images: ImageStore, r
             continue
         inputs = images.batch([e.image_key for e in batch])
         q = policy.encode_questions([e.question for e in batch])
-        policy.eval()  # sampling sees the policy as it will be used
+        policy.eval()  # sampling sees the policy as it will be used, and so does the update below
         with torch.no_grad():
             out = policy(question_emb=q, **inputs)
             choices = sample_choices(out, config.group_size, generator, config.temperature, config.crops).cpu()
@@ -125,7 +125,9 @@ def train_grpo(policy, reference, examples: list[Example], images: ImageStore, r
         needs = [e.needs_zoom for e in batch for _ in range(config.group_size)]
         rewards = torch.tensor(total_reward(completions, answers, needs, weights=config.weights))
         advantages = group_advantages(rewards.view(len(batch), config.group_size)).reshape(-1).to(policy.device)
-        policy.train()
+        # The update stays in eval mode: in train mode batch norm would normalize with this batch's
+        # statistics, so the ratio to the sampling policy would not start at 1 (a KL of ~5 after one step),
+        # and the running statistics would drift with every small batch of rollouts.
         for _ in range(config.inner_steps):
             new_logp = log_probs(_repeat(policy(question_emb=q, **inputs), config.group_size), flat,
                                  config.temperature)
