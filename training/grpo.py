@@ -69,16 +69,19 @@ def log_probs(out, choices: torch.Tensor, temperature: float = 1.0) -> torch.Ten
 @torch.no_grad()
 def sample_choices(out, group_size: int, generator: torch.Generator, temperature: float = 1.0,
                    crops: int = 1) -> torch.Tensor:
-    """[B, G] sampled choices (candidate index or NO_CROP), or [B, G, crops] ordered sets when crops > 1."""
-    gate = torch.sigmoid(out.gate_logit)[:, None].expand(-1, group_size)
+    """[B, G] sampled choices (candidate index or NO_CROP), or [B, G, crops] ordered sets when crops > 1.
+
+    Sampled on the CPU (where `generator` lives), whatever device the policy runs on."""
+    gate = torch.sigmoid(out.gate_logit.detach().float().cpu())[:, None].expand(-1, group_size)
+    scores = out.crop_logits.detach().float().cpu()
     crop_now = torch.bernoulli(gate, generator=generator).bool()
     if crops == 1:
-        probs = torch.softmax(out.crop_logits / temperature, dim=-1)
+        probs = torch.softmax(scores / temperature, dim=-1)
         picks = torch.multinomial(probs, group_size, replacement=True, generator=generator)
         return torch.where(crop_now, picks, torch.full_like(picks, NO_CROP))
     # Gumbel top-k: the order of the perturbed scores' top m is a Plackett-Luce sample of m distinct crops.
-    logits = (out.crop_logits / temperature)[:, None, :].expand(-1, group_size, -1)
-    uniform = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(1e-10, 1 - 1e-7)
+    logits = (scores / temperature)[:, None, :].expand(-1, group_size, -1)
+    uniform = torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1 - 1e-7)
     picks = (logits - torch.log(-torch.log(uniform))).topk(min(crops, logits.shape[-1]), dim=-1).indices
     return torch.where(crop_now[..., None], picks, torch.full_like(picks, NO_CROP))
 
