@@ -39,13 +39,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from backends.reader.colours import PALETTE
+from backends.reader.colours import PALETTE, colour_code_table, name_codes
 
 from .geometry import Box, crop_set
 from .inference_backbone import InferenceBackbone
 from .policy_heads import FUSIONS, CropHeads, FineCues, Neck, apply_deltas, encode_deltas
 from .policy_io import atomic_write, dump_json, sha256_file
-from .proposals import colour_code_table, colour_shares, find_proposals, name_codes
+from .proposals import colour_shares, find_proposals
 from .text_encoder import EMBED_DIM, shared_encoder
 
 FORMAT = "cropper-policy/2"

@@ -18,15 +18,12 @@ import functools
 import cv2
 import numpy as np
 
-from backends.reader.colours import PALETTE, colour_code_table, name_codes
+from backends.reader.colours import PALETTE, name_codes
 from backends.reader.zones import context_boxes, unique
 
 Rect = tuple[float, float, float, float]
 
 _NAME_INDEX = {name: i for i, name in enumerate(PALETTE)}
-
-__all__ = ["find_proposals", "colour_shares", "name_codes", "colour_code_table"]
-
 
 def find_proposals(view: np.ndarray, max_proposals: int = 96, codes: np.ndarray | None = None) -> list[Rect]:
     """Candidate zoom boxes in a square uint8 RGB `view` [S, S, 3]: sign-like blobs first, then text zones.

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from backends.reader.colours import PALETTE, name_pixels
+from backends.reader.colours import PALETTE, name_codes, name_pixels
 from cropper.geometry import Box
-from cropper.proposals import colour_shares, find_proposals, name_codes
+from cropper.proposals import colour_shares, find_proposals
 
 
 def cluttered_view(signs: dict[str, tuple[int, int]], side: int = 320, seed: int = 0) -> np.ndarray:

@@ -1,11 +1,12 @@
 """GRPO for the crop policy: sample crop choices, ask the frozen target, reward, group-normalize, update.
 
 For each item the policy samples `group_size` choices: first the gate (crop or not), then one candidate
-crop, or with `crops=m` an ordered set of m distinct candidates (Plackett-Luce, drawn with the Gumbel
-top-k trick), which is what `propose` sends: several crops, best first. The frozen target backend answers
-the global view plus those crops (answers cached by (item, choice), so a repeated choice costs nothing), `training.rewards.total_reward` scores it, advantages are
-normalized within the group, and the update is PPO-style: clipped probability ratio plus a KL penalty to
-the frozen SFT reference policy (k3 estimator, as in DeepSeekMath's GRPO).
+crop, or with `crops=m` an ordered set of m distinct candidates (Plackett-Luce, drawn with the Gumbel top-k
+trick), which is what `propose` sends: several crops, best first. The frozen target backend answers the
+global view plus those crops (answers cached by (item, choice), so a repeated choice costs nothing),
+`training.rewards.total_reward` scores it, advantages are normalized within the group, and the update is
+PPO-style: clipped probability ratio plus a KL penalty to the frozen SFT reference policy (k3 estimator, as
+in DeepSeekMath's GRPO).
 """
 
 from __future__ import annotations
