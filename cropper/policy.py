@@ -242,7 +242,9 @@ class CropPolicy(nn.Module):
         """The low-res view [3, S, S] (an image, or a `view` already made), normalized (ImageNet mean/std)."""
         view = image if isinstance(image, np.ndarray) else self.view(image)
         x = torch.from_numpy(view.copy()).permute(2, 0, 1)
-        return (x.float().div_(255.0) - self.mean[0].cpu()) / self.std[0].cpu()
+        std = self.std[0].cpu()
+        # (x / 255 - mean) / std as one fused multiply-add: half the time of three passes.
+        return torch.addcmul(-self.mean[0].cpu() / std, x.float(), 1.0 / (255.0 * std))
 
     def prepare(self, image: Image.Image) -> Prepared:
         """Everything the network needs from one image: the normalized view and the candidate crops."""
@@ -257,10 +259,11 @@ class CropPolicy(nn.Module):
         colours = torch.from_numpy(colour_shares(view, 4, codes)) if self.config.colours else None
         return boxes + [Box(*b) for b in found], len(boxes), colours
 
-    def collate(self, prepared: list[Prepared]) -> dict[str, torch.Tensor]:
+    def collate(self, prepared: list[Prepared], images: bool = True) -> dict[str, torch.Tensor]:
         """The network's inputs for a batch, on the policy's device: `images` [B, 3, S, S], candidate `boxes`
         [B, C, 4] (padded to the most candidates in the batch), `proposed` [B, C], the padding `mask` [B, C]
-        (True: a real box) and, with `config.colours`, `colours` [B, K, S/4, S/4]. Call `policy(q=..., **it)`."""
+        (True: a real box) and, with `config.colours`, `colours` [B, K, S/4, S/4]. Call `policy(q=..., **it)`.
+        `images=False` leaves the views out (a caller that already has them on the device)."""
         c = max(len(p.boxes) for p in prepared)
         boxes = torch.zeros(len(prepared), c, 4)
         boxes[..., 2:] = 1.0  # padding: a harmless full-image box, masked out of the scores
@@ -270,7 +273,9 @@ class CropPolicy(nn.Module):
             boxes[i, : len(p.boxes)] = torch.tensor([list(b) for b in p.boxes])
             proposed[i, p.fixed : len(p.boxes)] = 1.0
             mask[i, : len(p.boxes)] = True
-        out = {"images": torch.stack([p.view for p in prepared]), "boxes": boxes, "proposed": proposed, "mask": mask}
+        out = {"boxes": boxes, "proposed": proposed, "mask": mask}
+        if images:
+            out["images"] = torch.stack([p.view for p in prepared])
         if all(p.colours is not None for p in prepared):
             out["colours"] = torch.stack([p.colours for p in prepared])
         return {k: v.to(self.device) for k, v in out.items()}
@@ -346,8 +351,9 @@ class CropPolicy(nn.Module):
             q = self.encoder.encode_one(question)[None].to(self.device, dtype)
             maps = self._image_maps(x, q)
             prepared = Prepared(x[0], *(found.result() if found is not None else self._candidates(view)))
-            inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in self.collate([prepared]).items()}
-            out = self(question_emb=q, maps=maps, **inputs)
+            inputs = {k: v.to(dtype) if v.is_floating_point() else v
+                      for k, v in self.collate([prepared], images=False).items()}
+            out = self(images=x, question_emb=q, maps=maps, **inputs)
             boxes = self.refined_boxes(out)[0].float().cpu()
             scores = out.crop_logits[0].float().cpu()
             gate = torch.sigmoid(out.gate_logit[0].float()).item()
@@ -356,9 +362,10 @@ class CropPolicy(nn.Module):
                 self.train()
         order = torch.argsort(scores, descending=True).tolist()
         names = self.candidate_names + [f"found_{i}" for i in range(len(prepared.boxes) - prepared.fixed)]
+        score_list, box_list = scores.tolist(), boxes.tolist()  # one conversion each, not one per candidate
         return Decision(gate=gate, names=[names[i] for i in order],
-                        scores=[scores[i].item() for i in order],
-                        boxes=[Box.from_list(boxes[i].tolist()) for i in order])
+                        scores=[score_list[i] for i in order],
+                        boxes=[Box.from_list(box_list[i]) for i in order])
 
     def propose(self, image: Image.Image, question: str, k: int | None = None, budget: int | None = None,
                 threshold: float | None = None, token_model=None, mass: float | None = None) -> list[Box]:

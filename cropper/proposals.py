@@ -62,7 +62,7 @@ def find_proposals(view: np.ndarray, max_proposals: int = 96, codes: np.ndarray 
     ink_sums = cv2.integral(ink)
     k = max(3, int(0.02 * side))
     joined = cv2.dilate(ink, np.ones((k, k), np.uint8))
-    _, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    stats = _component_stats(joined)
     x, y, bw, bh = (stats[1:, i].astype(np.int64) for i in range(4))
     amount = _box_sums(ink_sums, x, y, bw, bh)
     keep = (amount >= 4) & (bw * bh <= 0.6 * w * h)
@@ -77,7 +77,7 @@ def _sign_like(mask: np.ndarray, sums: np.ndarray, squares: np.ndarray, w: int, 
 
     Filtered with array operations on the component table: a cluttered view has hundreds of parts.
     """
-    _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    stats = _component_stats(mask)
     x, y, bw, bh, area = (stats[1:, i].astype(np.int64) for i in range(5))
     fill = area / np.maximum(1, bw * bh)
     aspect = bw / np.maximum(1, bh)
@@ -92,6 +92,19 @@ def _sign_like(mask: np.ndarray, sums: np.ndarray, squares: np.ndarray, w: int, 
     texture = np.sqrt(np.maximum(0.0, _box_sums(squares, x, y, bw, bh) / n - mean * mean))
     boxes = context_boxes(x / w, y / h, (x + bw) / w, (y + bh) / h, grow=1.5, min_side=0.06)
     return list(zip((texture * fill).tolist(), boxes, strict=True))
+
+
+def _component_stats(mask: np.ndarray) -> np.ndarray:
+    """`cv2.connectedComponentsWithStats(mask, connectivity=8)`'s stats table, found faster.
+
+    The finder labels ten masks a query, which made labelling half its time. Grana's block-based
+    algorithm with 16-bit labels gives the same table (same labels, same order) in about 40% of the time of
+    the default call on one thread: the label image is a quarter of the memory traffic. 16 bits hold
+    every label of a view up to 510 px (8-connected parts are at most one per 2x2 block).
+    """
+    h, w = mask.shape[:2]
+    ltype = cv2.CV_16U if ((h + 1) // 2) * ((w + 1) // 2) < 65535 else cv2.CV_32S
+    return cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, ltype, cv2.CCL_GRANA)[2]
 
 
 def _box_sums(integral: np.ndarray, x, y, w, h) -> np.ndarray:
