@@ -174,17 +174,20 @@ def _evaluate(args) -> int:
 
 
 def _sweep(cropper, examples, args) -> int:
-    from training.sweep import pareto_front, plot_sweep, selection_sweep
+    from training.sweep import decide_all, pareto_front, plot_sweep, ranking_report, selection_sweep
 
     from .policy import CropPolicy
 
     if not isinstance(cropper, CropPolicy):
         raise ValueError(f"--sweep needs a trained policy (--cropper policy or policy:DIR), not {args.cropper!r}: "
                          "only a policy ranks candidates whose selection can be swept")
-    rows = selection_sweep(cropper, examples)
+    decisions = decide_all(cropper, examples)
+    rows = selection_sweep(cropper, examples, decisions=decisions)
+    ranking = ranking_report(decisions)
     plot_sweep(rows, args.sweep, title=f"{args.cropper} on {Path(args.data).parent.name}/{Path(args.data).name} ({len(examples)} items)")
     if args.out:
-        Path(args.out).write_text(json.dumps({"rows": rows, "pareto": pareto_front(rows)}, indent=2), encoding="utf-8")
+        Path(args.out).write_text(json.dumps({"rows": rows, "pareto": pareto_front(rows), "ranking": ranking},
+                                             indent=2), encoding="utf-8")
     print("settings with the best evidence hits for their crop area:")
     print(f"{'k':>3} {'mass':>5} {'max_area':>8} {'hit':>6} {'area':>6} {'crops':>6} {'gate':>6}")
     for r in pareto_front(rows):
@@ -192,5 +195,9 @@ def _sweep(cropper, examples, args) -> int:
         area = "-" if r["max_area"] is None else f"{r['max_area']:.2f}"
         print(f"{r['k']:>3} {mass:>5} {area:>8} {r['evidence_hit_rate']:>6.3f} {r['mean_crop_area']:>6.3f} "
               f"{r['mean_crops']:>6.1f} {r['gate_accuracy']:>6.3f}")
+    if ranking["items"]:
+        within = ", ".join(f"top {t}: {share:.0%}" for t, share in ranking["first_covering_within"].items())
+        print(f"candidates: one holds the evidence for {ranking['candidate_recall']:.0%} of the {ranking['items']} "
+              f"items that need zoom; the best-ranked one that does is in the {within}")
     print(f"plot: {args.sweep}")
     return 0

@@ -9,8 +9,10 @@ import torch
 from test_policy_training import scene, tiny_policy
 
 from cropper.cli import main
-from training.examples import make_examples
-from training.sweep import pareto_front, plot_sweep, selection_sweep
+from cropper.geometry import Box
+from cropper.policy import Decision
+from training.examples import Example, make_examples
+from training.sweep import decide_all, pareto_front, plot_sweep, ranking_report, selection_sweep
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,32 @@ def test_every_setting_gets_a_row_and_more_crops_never_hold_less(setup):
     assert all(r["mean_crop_area"] <= max(0.2, e["mean_crop_area"]) + 1e-9 for r, e in zip(capped, exact, strict=False))
 
 
+def test_ranking_report_tells_missing_candidates_from_bad_ranking():
+    sign = Box(0.40, 0.40, 0.45, 0.42)
+    holds, misses = Box(0.35, 0.35, 0.5, 0.5), Box(0.0, 0.0, 0.3, 0.3)
+
+    def item(i, needs=True, evidence=(sign,)):
+        return Example(f"q{i}", "img", "q?", ["a"], needs, torch.zeros(0), None, list(evidence))
+
+    def decision(*boxes):
+        return Decision(gate=1.0, names=[str(i) for i in range(len(boxes))], scores=[0.0] * len(boxes),
+                        boxes=list(boxes))
+
+    decisions = [
+        (item(0), decision(holds, misses)),  # the best candidate holds it: rank 1
+        (item(1), decision(misses, misses, holds)),  # held, but ranked 3rd
+        (item(2), decision(*[misses] * 5, holds)),  # held, ranked 6th
+        (item(3), decision(misses, Box(0.41, 0.40, 0.5, 0.5))),  # only partly inside any candidate
+        (item(4, needs=False), decision(misses)),  # needs no zoom: not counted
+        (item(5, evidence=()), decision(holds)),  # no evidence: not counted
+    ]
+    report = ranking_report(decisions, tops=(1, 4, 16))
+    assert report["items"] == 4
+    assert report["candidate_recall"] == pytest.approx(3 / 4)
+    assert report["first_covering_within"] == {1: pytest.approx(1 / 4), 4: pytest.approx(2 / 4), 16: pytest.approx(3 / 4)}
+    assert report["median_first_covering_rank"] == 3
+
+
 def test_the_pareto_front_dominates_every_setting():
     rows = [{"k": k, "mass": None, "max_area": None, "evidence_hit_rate": h, "mean_crop_area": a,
              "gate_accuracy": 1.0, "mean_crops": k} for k, h, a in
@@ -74,4 +102,11 @@ def test_plot_and_cli(setup, tmp_path, capsys):
                  "--sweep", str(tmp_path / "s.png"), "--out", str(out)]) == 0
     saved = json.loads(out.read_text())
     assert len(saved["rows"]) == 7 * 4 * 4 and saved["pareto"]
-    assert (tmp_path / "s.png").stat().st_size > 0 and "best evidence hits" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert (tmp_path / "s.png").stat().st_size > 0 and "best evidence hits" in printed
+    # The ranking diagnosis is the same as the library's on the same decisions.
+    examples = make_examples([json.loads(data.read_text()) | {"image": str(image)}], None)
+    want = ranking_report(decide_all(policy, examples, progress=False))
+    assert saved["ranking"]["items"] == want["items"] == 1
+    assert saved["ranking"]["candidate_recall"] == want["candidate_recall"]
+    assert "candidates: one holds the evidence for" in printed

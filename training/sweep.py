@@ -1,6 +1,7 @@
 """How many crops should a policy send? Evidence hits against crop area over selection settings.
 
     rows = selection_sweep(policy, examples)          # one row per (k, mass, max_area)
+    ranking_report(decide_all(policy, examples))       # candidates or ranking: which limits the hits?
     best = pareto_front(rows)                          # settings no other beats on both hits and area
     plot_sweep(rows, "sweep.png")
 
@@ -31,17 +32,14 @@ def selection_sweep(policy, examples: list[Example], ks: Iterable[int] = DEFAULT
                     masses: Iterable[float | None] = DEFAULT_MASSES,
                     max_areas: Iterable[float | None] = DEFAULT_MAX_AREAS,
                     load: Callable[[str], Any] | None = None, coverage: float = 0.9,
-                    progress: bool = True) -> list[dict[str, Any]]:
-    """One summary row per (k, mass, max_area): evidence hit rate, mean crop area, gate accuracy, crops."""
-    from tqdm.auto import tqdm
+                    progress: bool = True, decisions: list | None = None) -> list[dict[str, Any]]:
+    """One summary row per (k, mass, max_area): evidence hit rate, mean crop area, gate accuracy, crops.
 
+    `decisions`: the output of `decide_all` for these examples, when the caller already has it."""
     from cropper.policy import select_crops
 
-    if not examples:
-        raise ValueError("the sweep needs at least one example")
-    load = load or image_loader()
-    decisions = [(e, policy.decide(load(e.image_key), e.question))
-                 for e in tqdm(examples, desc="decide", unit="item", disable=not progress, leave=False)]
+    if decisions is None:
+        decisions = decide_all(policy, examples, load, progress)
     config = policy.config
     rows = []
     for k, mass, max_area in itertools.product(ks, masses, max_areas):
@@ -61,6 +59,45 @@ def selection_sweep(policy, examples: list[Example], ks: Iterable[int] = DEFAULT
                      "gate_accuracy": summary["gate_accuracy"],
                      "mean_crops": sum(crops) / len(crops) if crops else None})
     return rows
+
+
+def decide_all(policy, examples: list[Example], load: Callable[[str], Any] | None = None,
+               progress: bool = True) -> list[tuple[Example, Any]]:
+    """`(example, policy.decide(image, question))` for each example: the network's one pass per item."""
+    from tqdm.auto import tqdm
+
+    if not examples:
+        raise ValueError("the sweep needs at least one example")
+    load = load or image_loader()
+    return [(e, policy.decide(load(e.image_key), e.question))
+            for e in tqdm(examples, desc="decide", unit="item", disable=not progress, leave=False)]
+
+
+def ranking_report(decisions: list[tuple[Example, Any]], coverage: float = 0.9,
+                   tops: Iterable[int] = (1, 4, 16)) -> dict[str, Any]:
+    """Is a policy limited by its candidates or by its ranking of them? (Items that need zoom and have evidence.)
+
+    `candidate_recall`: the share of items for which some candidate holds the evidence on its own (every
+    evidence box at least `coverage` inside it); `first_covering_within[n]`: the share for which the
+    best-ranked such candidate is among the policy's top `n` (the gate is not applied). A high recall with a
+    low top-n share says: train the ranking (more data, GRPO), not the proposals. `median_first_covering_rank`
+    is 1-based, over the items that have one.
+    """
+    tops = list(tops)
+    ranks: list[int | None] = []
+    for e, decision in decisions:
+        if not (e.needs_zoom and e.evidence):
+            continue
+        ranks.append(next((i + 1 for i, box in enumerate(decision.boxes)
+                           if evidence_hit([box], e.evidence, coverage)), None))
+    found = sorted(r for r in ranks if r is not None)
+    n = len(ranks)
+    return {
+        "items": n,
+        "candidate_recall": len(found) / n if n else None,
+        "first_covering_within": {t: (sum(r <= t for r in found) / n if n else None) for t in tops},
+        "median_first_covering_rank": found[len(found) // 2] if found else None,
+    }
 
 
 def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
