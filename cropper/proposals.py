@@ -25,6 +25,7 @@ Rect = tuple[float, float, float, float]
 
 _NAME_INDEX = {name: i for i, name in enumerate(PALETTE)}
 
+
 def find_proposals(view: np.ndarray, max_proposals: int = 96, codes: np.ndarray | None = None) -> list[Rect]:
     """Candidate zoom boxes in a square uint8 RGB `view` [S, S, 3]: sign-like blobs first, then text zones.
 

@@ -1,7 +1,8 @@
 """How many crops should a policy send? Evidence hits against crop area over selection settings.
 
-    rows = selection_sweep(policy, examples)          # one row per (k, mass, max_area)
-    ranking_report(decide_all(policy, examples))       # candidates or ranking: which limits the hits?
+    decisions = decide_all(policy, examples)           # the network, once per item
+    rows = selection_sweep(policy, examples, decisions=decisions)   # one row per (k, mass, max_area)
+    ranking_report(decisions)                          # candidates or ranking: which limits the hits?
     best = pareto_front(rows)                          # settings no other beats on both hits and area
     plot_sweep(rows, "sweep.png")
 
