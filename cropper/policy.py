@@ -46,6 +46,7 @@ from .inference_backbone import InferenceBackbone
 from .policy_heads import FUSIONS, CropHeads, FineCues, Neck, apply_deltas, encode_deltas
 from .policy_io import atomic_write, dump_json, sha256_file
 from .proposals import colour_shares, find_proposals
+from .question_cues import CUE_DIM, question_cues
 from .text_encoder import EMBED_DIM, shared_encoder
 
 FORMAT = "cropper-policy/2"
@@ -99,6 +100,9 @@ class PolicyConfig:
     # `cropper.proposals`; 0: the fixed candidates only). A 10-px sign rarely fits a fixed grid cell.
     proposals: int = 96
     colours: bool = True  # describe candidates by their colour-name shares, matched against the question
+    # Append the colour and quadrant the question names (`cropper.question_cues`) to its embedding, and
+    # match them exactly against each candidate. Configs saved before this field existed load as False.
+    cues: bool = True
     max_shift: float = 0.25  # refined centre moves by at most this fraction of the box's side
     max_scale: float = 2.0  # refined sides scale by at most this factor either way
     encoder: str = "minilm"  # question encoder name ("minilm"; "hash" only for tests)
@@ -186,11 +190,12 @@ class CropPolicy(nn.Module):
         self.neck = Neck(list(self.backbone.feature_info.channels()), config.dim)
         fusion_cls = FUSIONS[config.fusion]
         extra = {"queries": config.xattn_queries, "heads": config.xattn_heads} if config.fusion == "xattn" else {}
-        self.fusion = fusion_cls(config.dim, EMBED_DIM, config.hidden, **extra)
+        self.question_dim = EMBED_DIM + (CUE_DIM if config.cues else 0)
+        self.fusion = fusion_cls(config.dim, self.question_dim, config.hidden, **extra)
         colours = len(PALETTE) if config.colours else 0
-        self.heads = CropHeads(config.dim, EMBED_DIM, config.hidden, refine=config.refine, fine_dim=config.fine_dim,
-                               colours=colours)
-        self.fine = FineCues(config.fine_dim, EMBED_DIM, config.hidden) if config.fine_dim else None
+        self.heads = CropHeads(config.dim, self.question_dim, config.hidden, refine=config.refine,
+                               fine_dim=config.fine_dim, colours=colours, cues=config.cues)
+        self.fine = FineCues(config.fine_dim, self.question_dim, config.hidden) if config.fine_dim else None
         self.register_buffer("colour_codes", torch.from_numpy(colour_code_table()).long(), persistent=False)
         self.candidate_names = list(config.candidates)
         self.candidate_boxes = [Box.from_list(v) for v in config.candidates.values()]
@@ -222,8 +227,17 @@ class CropPolicy(nn.Module):
         return self._encoder
 
     def encode_questions(self, questions: list[str]) -> torch.Tensor:
-        """[n, 384] question embeddings on the policy's device."""
-        return self.encoder.encode(list(questions)).to(self.device)
+        """[n, question_dim] question vectors on the policy's device: the 384-d embedding, then (with
+        `config.cues`) the parsed colour / quadrant cues."""
+        emb = self.encoder.encode(list(questions))
+        if self.config.cues:
+            emb = torch.cat([emb, question_cues(list(questions))], dim=1)
+        return emb.to(self.device)
+
+    def _question_vector(self, question: str) -> torch.Tensor:
+        """[1, question_dim] for one question on the CPU (both parts cached per question string)."""
+        emb = self.encoder.encode_one(question)[None]
+        return torch.cat([emb, question_cues(question)], dim=1) if self.config.cues else emb
 
     def view(self, image: Image.Image) -> np.ndarray:
         """The low-res view as uint8 RGB [S, S, 3]: the image resized to the square side S."""
@@ -283,7 +297,8 @@ class CropPolicy(nn.Module):
     def forward(self, images: torch.Tensor, question_emb: torch.Tensor, boxes: torch.Tensor | None = None,
                 proposed: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 colours: torch.Tensor | None = None, maps=None) -> PolicyOutput:
-        """`images` [B, 3, S, S] (from `preprocess`), `question_emb` [B, 384] -> `PolicyOutput`.
+        """`images` [B, 3, S, S] (from `preprocess`), `question_emb` [B, question_dim] (`encode_questions`)
+        -> `PolicyOutput`.
 
         `boxes` [B, C, 4] are the candidates (default: the fixed ones for every image), `proposed` [B, C]
         marks those found in the image, and `mask` [B, C] the real ones (padding scores -1e4); `colours` is
@@ -291,7 +306,7 @@ class CropPolicy(nn.Module):
         `_image_maps` for these images and questions when already computed.
         """
         if images.dim() != 4 or question_emb.dim() != 2 or images.shape[0] != question_emb.shape[0]:
-            raise ValueError(f"expected images [B, 3, S, S] and question_emb [B, {EMBED_DIM}], got "
+            raise ValueError(f"expected images [B, 3, S, S] and question_emb [B, {self.question_dim}], got "
                              f"{tuple(images.shape)} and {tuple(question_emb.shape)}")
         b = images.shape[0]
         if boxes is None:
@@ -348,7 +363,7 @@ class CropPolicy(nn.Module):
             spare_core = self.device.type != "cpu" or torch.get_num_threads() < (os.cpu_count() or 1)
             found = _finder_pool().submit(self._candidates, view) if spare_core else None
             x = self.preprocess(view)[None].to(self.device, dtype)
-            q = self.encoder.encode_one(question)[None].to(self.device, dtype)
+            q = self._question_vector(question).to(self.device, dtype)
             maps = self._image_maps(x, q)
             prepared = Prepared(x[0], *(found.result() if found is not None else self._candidates(view)))
             inputs = {k: v.to(dtype) if v.is_floating_point() else v
@@ -454,6 +469,7 @@ class CropPolicy(nn.Module):
         if verify and expected_sha is not None and sha256_file(weights_path) != expected_sha:
             raise PolicyLoadError(f"{weights_path}: contents do not match the sha256 recorded in {CONFIG_NAME} "
                                   "(the file was changed or is corrupt); re-save or re-download the policy")
+        raw.setdefault("cues", False)  # saved before question cues existed: the network has none
         known = {f.name for f in dataclasses.fields(PolicyConfig)}
         unknown = sorted(set(raw) - known)
         if unknown:

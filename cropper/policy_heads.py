@@ -2,8 +2,9 @@
 
 Shapes: B images, C candidate crops (per image: the fixed ones, then those found in it, padded to the
 batch's most), D = `dim` channels, an H x W fused feature map (stride 16 of the low-res view), Q = 384
-question dims, K colour names. Boxes are normalized `[x1, y1, x2, y2]`; the backbone sees the view
-resized to a square, so a normalized box maps to the same fraction of every map.
+question dims (plus `CUE_DIM` parsed cues with `cues`), K colour names. Boxes are normalized
+`[x1, y1, x2, y2]`; the backbone sees the view resized to a square, so a normalized box maps to the same
+fraction of every map.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .question_cues import CUE_DIM, N_CUE_FEATURES, cue_features
 
 
 class Neck(nn.Module):
@@ -109,17 +112,20 @@ class CropHeads(nn.Module):
     Each candidate is described by RoI pooling (average and max) of the fused map, of the fine cue map
     and of the colour-name map over its box, by its geometry and whether the image proposed it; the
     question multiplies the pooled features (does this region look like what was asked?), and the colour
-    shares meet a question-predicted colour ("the green sign" -> the green share) directly.
+    shares meet a question-predicted colour ("the green sign" -> the green share) directly. With `cues`,
+    the question vector ends with `question_cues` and each candidate also gets its exact matches to the
+    colour and quadrant the question names (`cue_features`).
     """
 
     def __init__(self, dim: int, text_dim: int, hidden: int, refine: bool = True, fine_dim: int = 0,
-                 colours: int = 0):
+                 colours: int = 0, cues: bool = False):
         super().__init__()
+        self.cues = cues  # the question vector ends with `question_cues` (colour / quadrant named)
         self.q_proj = nn.Linear(text_dim, dim)
         self.q_colour = nn.Linear(text_dim, colours) if colours else None
         self.gate = nn.Sequential(nn.Linear(3 * dim + fine_dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
         self.geometry = nn.Linear(6, dim)
-        width = 6 * dim + 2 * fine_dim + 4 * colours
+        width = 6 * dim + 2 * fine_dim + 4 * colours + (N_CUE_FEATURES if cues else 0)
         self.trunk = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
         self.score = nn.Linear(hidden, 1)
         self.deltas = nn.Linear(hidden, 4) if refine else None
@@ -141,6 +147,7 @@ class CropHeads(nn.Module):
         parts = [region, region * q_row, peak, peak * q_row, geom, ctx]
         # The fine map and the colour map share a grid (stride 4): one RoI pass over both.
         maps = [m.to(fmap.dtype) for m in (fine, colours if self.q_colour is not None else None) if m is not None]
+        share = densest = None
         if maps:
             mean, peak_fine = roi_mean_max(torch.cat(maps, 1) if len(maps) > 1 else maps[0], boxes)
             n_fine = fine.shape[1] if fine is not None else 0
@@ -151,6 +158,8 @@ class CropHeads(nn.Module):
                 share, densest = mean[..., n_fine:], peak_fine[..., n_fine:]  # B, C, K colour names
                 wanted = self.q_colour(q)[:, None, :]
                 parts += [share, densest, share * wanted, densest * wanted]
+        if self.cues:  # exact matches of the parsed colour / quadrant, which the embedding blurs
+            parts.append(cue_features(q[:, -CUE_DIM:], boxes.to(fmap.dtype), share, densest))
         gate = self.gate(torch.cat(gate_in, dim=-1)).squeeze(-1)
         z = self.trunk(torch.cat(parts, dim=-1))
         scores = self.score(z).squeeze(-1)

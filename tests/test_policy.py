@@ -15,6 +15,7 @@ from PIL import Image
 
 from cropper.geometry import AWARES9, Box
 from cropper.policy import CropPolicy, PolicyConfig, PolicyLoadError, apply_deltas, candidate_set, encode_deltas
+from cropper.question_cues import CUE_DIM
 from cropper.text_encoder import EMBED_DIM, HashEncoder, shared_encoder
 from cropper.tokens import QwenVLModel
 
@@ -283,7 +284,7 @@ def test_an_encoder_given_by_name_is_the_config_field():
     torch.manual_seed(0)
     policy = CropPolicy(backbone="test_efficientnet", image_size=96, dim=32, hidden=64, encoder="hash")
     assert policy.config.encoder == "hash" and isinstance(policy.encoder, HashEncoder)
-    assert policy.encode_questions(QUESTIONS).shape == (4, EMBED_DIM)
+    assert policy.encode_questions(QUESTIONS).shape == (4, policy.question_dim) == (4, EMBED_DIM + CUE_DIM)
 
 
 def test_minilm_encoder_ranks_paraphrases_and_caches():

@@ -71,7 +71,7 @@ def test_group_advantages_are_zero_when_the_group_agrees():
 
 def test_log_probs_match_the_sampling_distribution():
     policy = tiny_policy()
-    out = policy(torch.zeros(2, 3, 96, 96), torch.zeros(2, 384))
+    out = policy(torch.zeros(2, 3, 96, 96), torch.zeros(2, policy.question_dim))
     choices = sample_choices(out, 3, torch.Generator().manual_seed(0))
     assert choices.shape == (2, 3) and ((choices == NO_CROP) | (choices >= 0)).all()
     every = torch.arange(-1, out.crop_logits.shape[1])
