@@ -21,6 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--budget", type=int, default=None, help="visual-token budget per question")
     p.add_argument("--global-side", type=int, default=1024, help="long side of the low-res view in px")
     p.add_argument("--max-rounds", type=int, default=3, help="zoom rounds for the tool strategy")
+    p.add_argument("--abstain-retries", type=int, default=2,
+                   help="policy strategy: times to show the next-best crops when the model abstains (0: off)")
     p.add_argument("--concurrency", type=int, default=None,
                    help="questions in flight (default 8 for API backends, 1 for local ones)")
     p.add_argument("--rpm", type=float, default=None, help="at most this many backend requests per minute")
@@ -41,6 +43,7 @@ def run(args) -> int:
     result = compare(
         args.data, backend=args.backend, strategies=args.strategies, out=args.out, cropper=cropper,
         limit=args.limit, budget=args.budget, global_side=args.global_side, max_rounds=args.max_rounds,
+        abstain_retries=args.abstain_retries,
         concurrency=args.concurrency, rpm=args.rpm, by=args.by, prices=args.prices, report=not args.no_report,
         gallery=args.gallery, overwrite=args.overwrite, progress=sys.stderr.isatty(),
     )

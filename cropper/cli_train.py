@@ -34,6 +34,9 @@ def add_parsers(sub) -> None:
                        help="also score up to this many boxes found in each image (0: the fixed candidates only)")
     train.add_argument("--mass", type=float, default=None,
                        help="adaptive crop count: add crops until they hold this share of the policy's scores")
+    train.add_argument("--init", default=None, metavar="DIR",
+                       help="start from a trained policy (a folder, or 'default' for the bundled one) instead of "
+                            "random weights: fine-tune it for your domain")
     train.add_argument("--sft-epochs", type=int, default=None)
     train.add_argument("--sft-lr", type=float, default=None)
     train.add_argument("--batch-size", type=int, default=None)
@@ -131,7 +134,8 @@ def _train(args) -> int:
         if v is not None})
     config = TrainConfig(policy=policy, sft=sft, grpo=grpo, holdout=args.holdout, seed=args.seed,
                          device=args.device, limit=args.limit, eval_limit=args.eval_limit,
-                         eval_target=not args.no_eval_target, eval_full=args.eval_full)
+                         eval_target=not args.no_eval_target, eval_full=args.eval_full,
+                         init=args.init)
     _, report = train(args.data, load_backend(args.backend), args.out, config)
     print(json.dumps(report, indent=2))
     return 0

@@ -1,7 +1,8 @@
 """Training-free croppers for the `policy` strategy (baselines for the trained `CropPolicy`).
 
 Any object with `propose(image, question, k=None, budget=None) -> list[Box]` plugs into the `policy`
-strategy; these two need no training.
+strategy; these two need no training. A cropper may also have `propose_more(image, question, shown, k=None,
+budget=None)`: the next crops after `shown`, which the strategy asks for when the model abstains.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ class GridCropper:
         k = k if k is not None else self.k
         return boxes[:k] if k else boxes
 
+    def propose_more(self, image: Image.Image, question: str, shown: list[Box], k: int | None = None,
+                     budget: int | None = None) -> list[Box]:
+        """The crops of the set not shown yet (the next `k` of them), for a retry after an abstention."""
+        boxes = [b for b in self.crops.values() if b not in shown]
+        k = k if k is not None else self.k
+        return boxes[:k] if k else boxes
+
 
 class TextRegionCropper:
     """Crops where text is, found on a downscaled view without OCR, question-aware, within an area budget.
@@ -64,18 +72,30 @@ class TextRegionCropper:
 
     def propose(self, image: Image.Image, question: str, k: int | None = None, budget: int | None = None) -> list[Box]:
         """Crops for `question` (`budget` is left to the strategy, which shrinks crops to fit it)."""
+        return self._choose(image, question, k, shown=[])
+
+    def propose_more(self, image: Image.Image, question: str, shown: list[Box], k: int | None = None,
+                     budget: int | None = None) -> list[Box]:
+        """For a retry after an abstention: the signs and text zones not yet mostly inside a `shown` crop,
+        within `max_area` for the new crops (the named colour's tighter `colour_area` was not enough)."""
+        return self._choose(image, question, k, shown=list(shown))
+
+    def _choose(self, image: Image.Image, question: str, k: int | None, shown: list[Box]) -> list[Box]:
         from backends.reader.questions import parse_question
         from backends.reader.zones import centre, covers, inside, sign_blobs, text_zones
 
         query = parse_question(question)
         view = image.copy()
         view.thumbnail((self.view_side, self.view_side))
+        seen = [tuple(box) for box in shown]
 
         def wanted(rect) -> bool:
+            if any(covers(s, rect) >= 0.9 for s in seen):
+                return False
             return query.position is None or inside(centre(rect), query.position)
 
         signs = [r for r in sign_blobs(view, query.colour) if wanted(r)][: self.signs] if query.colour else []
-        allowed = self.colour_area if query.colour else self.max_area
+        allowed = self.colour_area if query.colour and not shown else self.max_area
         limit = k if k is not None else self.k
         chosen, area = list(signs), sum(_area(r) for r in signs)
         for rect in text_zones(view):

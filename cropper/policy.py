@@ -41,6 +41,7 @@ from torch import nn
 
 from backends.reader.colours import PALETTE, colour_code_table, name_codes
 
+from .crop_selection import Decision, more_crops, select_crops
 from .geometry import Box, crop_set
 from .inference_backbone import InferenceBackbone
 from .policy_heads import FUSIONS, CropHeads, FineCues, Neck, apply_deltas, encode_deltas
@@ -146,16 +147,6 @@ class Prepared:
     boxes: list[Box]  # the fixed candidates, then the ones found in this image
     fixed: int  # how many of `boxes` are the fixed candidates
     colours: torch.Tensor | None = None  # [K, S/4, S/4] colour-name shares (`colour_shares`)
-
-
-@dataclass
-class Decision:
-    """What the policy thinks of one (image, question): gate probability and every candidate, best first."""
-
-    gate: float
-    names: list[str]
-    scores: list[float]
-    boxes: list[Box]  # refined (when the policy refines) and clamped
 
 
 class CropPolicy(nn.Module):
@@ -408,6 +399,24 @@ class CropPolicy(nn.Module):
             chosen = self._within_budget(image, chosen, budget, token_model)
         return chosen
 
+    def propose_more(self, image: Image.Image, question: str, shown: list[Box], k: int | None = None,
+                     budget: int | None = None, token_model=None) -> list[Box]:
+        """The next-best crops after `shown`, for a retry when the crops sent did not answer the question.
+
+        The gate is ignored (the model was shown too little, so some crop is needed after all); candidates
+        the `shown` crops already hold are skipped; `k`, `config.mass`, `config.max_area` (for the new crops)
+        and `budget` apply as in `propose`. Returns [] when nothing is left to look at.
+        """
+        k = self.config.k if k is None else k
+        if k <= 0:
+            return []
+        decision = self.decide(image, question)
+        chosen = more_crops(decision, list(shown), k, self.config.nms_iou, self.config.mass, self.config.max_area)
+        token_model = token_model if token_model is not None else self.token_model
+        if budget is not None and token_model is not None:
+            chosen = self._within_budget(image, chosen, budget, token_model)
+        return chosen
+
     def _within_budget(self, image: Image.Image, boxes: list[Box], budget: int, token_model) -> list[Box]:
         kept, spent = [], 0
         for i, box in enumerate(boxes):
@@ -506,32 +515,6 @@ def _finder_pool():
     from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(1, thread_name_prefix="cropper-finder")
-
-
-def select_crops(decision: Decision, k: int, nms_iou: float, mass: float | None = None,
-                 max_area: float | None = None) -> list[Box]:
-    """Best-first crops from a `Decision`: NMS at `nms_iou`, at most `k`, and with `mass` stop once the
-    candidates the chosen crops hold (mostly inside one, or suppressed by one) carry that softmax share.
-    With `max_area`, a crop that would take the crops' total share of the image past it is skipped (the
-    first crop is always kept)."""
-    probs = torch.softmax(torch.tensor(decision.scores), dim=0).tolist() if mass else []
-    chosen: list[Box] = []
-    area = 0.0
-    for box in decision.boxes:
-        if box.area <= 0 or any(box.iou(c) > nms_iou for c in chosen):
-            continue
-        if chosen and max_area is not None and area + box.area > max_area:
-            continue
-        chosen.append(box)
-        area += box.area
-        if len(chosen) >= k:
-            break
-        if mass:
-            held = sum(p for b, p in zip(decision.boxes, probs, strict=True)
-                       if any(c.coverage(b) >= 0.9 or c.iou(b) > nms_iou for c in chosen))
-            if held >= mass:
-                break
-    return chosen
 
 
 class PolicyLoadError(ValueError):

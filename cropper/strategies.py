@@ -16,6 +16,7 @@ from PIL import Image
 from backends.base import Backend
 from backends.messages import ImagePart, Message, Part, Reply, TextPart
 
+from .abstain import is_abstention
 from .answer import Answer, add_usage
 from .croppers import Cropper
 from .geometry import Box
@@ -25,6 +26,11 @@ from .tokens import TokenModel
 from .zoom_tool import TOOL_PROMPT, crop_caption, global_caption, parse_zoom_arguments, zoom_tool
 
 STRATEGIES = ("low", "full", "policy", "tool")
+
+MORE_PROMPT = (
+    "Here are more high-resolution crops of the same image (each caption says which region). Answer with "
+    "just the answer."
+)
 
 POLICY_PROMPT = (
     "The first image is a low-resolution view of the whole image; the next images are high-resolution "
@@ -41,6 +47,7 @@ class StrategyConfig:
     budget: int | None = None
     k: int | None = None
     max_rounds: int = 3
+    abstain_retries: int = 2  # `policy`: how many times to show the next-best crops when the model abstains
     crops: dict[str, Box] = field(default_factory=dict)
     allow_boxes: bool = True
     prompts: bool = True
@@ -74,13 +81,7 @@ def run_strategy(
     elif strategy == "policy":
         if cropper is None:
             raise ValueError("strategy 'policy' needs a cropper (an object with propose(image, question))")
-        boxes = list(cropper.propose(image, question, k=config.k, budget=config.budget))
-        plan = plan_views(image, boxes, token_model, global_side=config.global_side, crop_side=config.crop_side,
-                          budget=config.budget)
-        parts = _parts(image, plan.global_view, plan.crops)
-        text = question if not (plan.crops and config.prompts) else f"{POLICY_PROMPT}\n{question}"
-        answer = _single(backend, token_model, prefix, parts, text, [c.box for c in plan.crops], strategy,
-                         options, sizes=[v.size for v in plan.views])
+        answer = _policy(backend, token_model, image, question, config, cropper, prefix, options)
     elif config.protocol == "awares":
         from .awares import run_awares
 
@@ -91,11 +92,56 @@ def run_strategy(
     return answer
 
 
-def _parts(image: Image.Image, glob: View | None, crops: list[View]) -> list[Part]:
+def _policy(backend, token_model, image, question, config: StrategyConfig, cropper: Cropper, prefix,
+            options) -> Answer:
+    """The cropper's crops in one call; while the model abstains, the next-best crops in the same conversation."""
+    boxes = list(cropper.propose(image, question, k=config.k, budget=config.budget))
+    plan = plan_views(image, boxes, token_model, global_side=config.global_side, crop_side=config.crop_side,
+                      budget=config.budget)
+    parts = _parts(image, plan.global_view, plan.crops)
+    text = question if not (plan.crops and config.prompts) else f"{POLICY_PROMPT}\n{question}"
+    answer = _single(backend, token_model, prefix, parts, text, [c.box for c in plan.crops], "policy", options,
+                     sizes=[v.size for v in plan.views])
+    messages = [*prefix, Message("user", [*parts, TextPart(text)])]  # the conversation a retry continues
+    more = getattr(cropper, "propose_more", None)
+    while more is not None and answer.rounds < config.abstain_retries and is_abstention(answer.text):
+        budget_left = None if config.budget is None else config.budget - answer.visual_tokens
+        if budget_left is not None and budget_left <= 0:
+            answer.notes.append("abstained; no visual-token budget left for more crops")
+            break
+        boxes = list(more(image, question, list(answer.crops), k=config.k, budget=budget_left))
+        extra = plan_views(image, boxes, token_model, global_side=None, crop_side=config.crop_side,
+                           budget=budget_left).crops
+        if not extra:
+            answer.notes.append("abstained; the cropper has nothing more to show" if not boxes else
+                                "abstained; no visual-token budget left for more crops")
+            break
+        # Continue the conversation (the model keeps what it saw) with only the new crops: the views it
+        # was shown are not sent as new images, so visual tokens count each view once, as in `tool`.
+        messages.append(answer.replies[-1].as_message())
+        first = len(answer.crops) + 1
+        prompt = MORE_PROMPT if config.prompts else ""
+        parts = [*_parts(image, None, extra, first=first), TextPart(f"{prompt}\n{question}".strip())]
+        messages.append(Message("user", parts))
+        reply = backend.generate(messages, **options)
+        answer.replies.append(reply)
+        answer.text = reply.text.strip()
+        answer.rounds += 1
+        answer.crops += [v.box for v in extra]
+        answer.view_sizes += [v.size for v in extra]
+        answer.visual_tokens += sum(view_tokens(v, token_model) for v in extra)
+        answer.pixels += sum(_effective_pixels(token_model, *v.size) for v in extra)
+        answer.input_tokens = add_usage(answer.input_tokens, reply.usage.input_tokens)
+        answer.output_tokens = add_usage(answer.output_tokens, reply.usage.output_tokens)
+        answer.notes.append(f"abstained; retried with {len(extra)} more crop(s)")
+    return answer
+
+
+def _parts(image: Image.Image, glob: View | None, crops: list[View], first: int = 1) -> list[Part]:
     parts: list[Part] = []
     if glob is not None:
         parts.append(ImagePart(glob.image, label=global_caption(image.width, image.height, *glob.size)))
-    for i, view in enumerate(crops, 1):
+    for i, view in enumerate(crops, first):
         parts.append(ImagePart(view.image, label=crop_caption(view.box, image.width, image.height, *view.size, index=i)))
     return parts
 

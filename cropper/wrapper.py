@@ -41,6 +41,9 @@ class ZoomWrapper:
         crop_side: cap on the long side of a crop (None: full resolution, within the budget).
         k: number of crops for `policy` (None: the cropper's default).
         max_rounds: `tool` rounds of zooming before the model must answer.
+        abstain_retries: `policy`: when the model abstains ("unknown", "I can't read it"), show it the cropper's
+            next-best crops in the same conversation, at most this many times (croppers with a
+            `propose_more` method: the trained policy and the grids). 0 turns it off.
         crops: the named crop set offered to the `zoom` tool (`awares9`, `grid:N`, `multiscale`), or None.
         allow_boxes: whether `zoom` also accepts free boxes.
         protocol: how the `tool` strategy asks for crops: `"tools"` (the `zoom` tool call) or `"awares"` (the
@@ -61,6 +64,7 @@ class ZoomWrapper:
         crop_side: int | None = None,
         k: int | None = None,
         max_rounds: int = 3,
+        abstain_retries: int = 2,
         crops: str | None = "awares9",
         allow_boxes: bool = True,
         protocol: str = "tools",
@@ -72,10 +76,13 @@ class ZoomWrapper:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if protocol not in ("tools", "awares"):
             raise ValueError(f"unknown protocol {protocol!r}; choose 'tools' or 'awares'")
+        if abstain_retries < 0:
+            raise ValueError(f"abstain_retries must be 0 or more, got {abstain_retries}")
         self.strategy = strategy
         self.config = StrategyConfig(
             global_side=global_side, crop_side=crop_side, budget=budget, k=k, max_rounds=max_rounds,
-            crops=crop_set(crops) if crops else {}, allow_boxes=allow_boxes, protocol=protocol,
+            abstain_retries=abstain_retries, crops=crop_set(crops) if crops else {}, allow_boxes=allow_boxes,
+            protocol=protocol,
         )
         self._cropper_spec = cropper
         self._cropper: Cropper | None = cropper if cropper is not None and not isinstance(cropper, str) else None

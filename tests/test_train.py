@@ -115,6 +115,26 @@ def test_the_trained_policy_loads_and_differs_from_sft_and_init(unlabelled_run):
     assert json.loads((out / "eval.json").read_text()) == report
 
 
+def test_init_fine_tunes_a_trained_policy_and_keeps_its_network(unlabelled_run, tmp_path, reader):
+    from training.train import initial_policy
+
+    data, _, out, policy, _, _ = unlabelled_run
+    start = initial_policy(_config(init=str(out), policy={"k": 3, "gate_threshold": 0.2}))
+    saved = load_file(out / "model.safetensors")
+    assert all(torch.equal(start.state_dict()[k], saved[k]) for k in saved)  # the trained weights, not random
+    assert (start.config.k, start.config.gate_threshold) == (3, 0.2)
+    with pytest.raises(ValueError, match="image_size cannot change"):
+        initial_policy(_config(init=str(out), policy={**TINY, "image_size": 128}))
+
+    tuned, _ = train(data, reader, tmp_path / "tuned", _config(init=str(out), policy={"k": 3},
+                                                                grpo=GRPOConfig(steps=0)), say=lambda s: None)
+    sft = load_file(tmp_path / "tuned" / "model.safetensors")
+    assert any(not torch.equal(sft[k], saved[k]) for k in saved)  # SFT moved them on from the init
+    assert tuned.config.k == 3 and tuned.config.extra["init"] == str(out)
+    with pytest.raises(ValueError, match="init"):  # a folder started from one init is not resumed from another
+        train(data, reader, tmp_path / "tuned", _config(init="default", policy={"k": 3}, grpo=GRPOConfig(steps=0)))
+
+
 def test_resume_continues_from_the_last_checkpoint(tmp_path, reader, monkeypatch):
     data, _ = _dataset(tmp_path / "labelled", with_labels=True)
     out = tmp_path / "run"

@@ -59,6 +59,13 @@ class TrainConfig:
     eval_limit: int | None = 200  # at most this many held-out items are evaluated
     eval_full: bool = False  # also ask the plain model (full resolution) on the held-out items, for the ratio
     progress: bool = True
+    # Start from a trained policy instead of random weights: a folder, or "default" for the bundled one.
+    # Its network is kept; only the selection settings (SELECTION_FIELDS) may be overridden in `policy`.
+    init: str | None = None
+
+
+# PolicyConfig fields that only decide which crops `propose` returns, not the network: `--init` may change them.
+SELECTION_FIELDS = ("k", "mass", "max_area", "gate_threshold", "nms_iou")
 
 
 def train(data: str | Path, backend, out: str | Path, config: TrainConfig | None = None,
@@ -67,7 +74,7 @@ def train(data: str | Path, backend, out: str | Path, config: TrainConfig | None
 
     Returns `(policy, report)`, the report being what `eval.json` holds.
     """
-    from cropper.policy import CropPolicy, PolicyConfig
+    from cropper.policy import CropPolicy
 
     config = config or TrainConfig()
     out = Path(out)
@@ -94,7 +101,9 @@ def train(data: str | Path, backend, out: str | Path, config: TrainConfig | None
         say(f"resuming: stage {stage!r}, step {done_steps}, from {out / 'checkpoint'}")
     else:
         stage, done_steps = "sft", 0
-        policy = CropPolicy(PolicyConfig(**config.policy)).to(config.device)
+        policy = initial_policy(config)
+        if config.init:
+            say(f"starting from the trained policy {config.init!r}")
     policy.train()
     load = image_loader()
     images = ImageStore(policy, load)
@@ -119,7 +128,7 @@ def train(data: str | Path, backend, out: str | Path, config: TrainConfig | None
                        start_step=done_steps, log=log.with_checkpoints(policy, out, "grpo", config.checkpoint_every))
         _checkpoint(policy, out, "done", 0)
 
-    policy.config.extra.update({"trained_on": str(data), "train_items": len(train_items),
+    policy.config.extra.update({"trained_on": str(data), "train_items": len(train_items), "init": config.init,
                                 "sft": dataclasses.asdict(config.sft),
                                 "grpo": {k: v for k, v in dataclasses.asdict(config.grpo).items()}})
     policy.save_pretrained(out)
@@ -128,6 +137,26 @@ def train(data: str | Path, backend, out: str | Path, config: TrainConfig | None
     plot_metrics(out / METRICS, out / "training.png")
     say(f"wrote {out / 'model.safetensors'}, {out / 'eval.json'} and {out / 'training.png'}")
     return policy, report
+
+
+def initial_policy(config: TrainConfig):
+    """The policy SFT starts from: random weights from `config.policy`, or the trained one `config.init`."""
+    from cropper.policy import CropPolicy, PolicyConfig
+
+    if not config.init:
+        return CropPolicy(PolicyConfig(**config.policy)).to(config.device)
+    if config.init in ("default", "policy"):
+        policy = CropPolicy.default(device=config.device)
+    else:
+        policy = CropPolicy.from_pretrained(config.init, device=config.device)
+    fixed = sorted(k for k, v in config.policy.items()
+                   if k not in SELECTION_FIELDS and getattr(policy.config, k, None) != v)
+    if fixed:
+        raise ValueError(f"init {config.init!r}: its network is kept, so {', '.join(fixed)} cannot change; "
+                         f"drop them, or train from scratch without init")
+    selection = {k: v for k, v in config.policy.items() if k in SELECTION_FIELDS}
+    policy.config = dataclasses.replace(policy.config, **selection, extra={})
+    return policy
 
 
 def evaluate_run(out: Path, policy, items: list[Item], backend, config: TrainConfig, say) -> dict[str, Any]:
@@ -297,6 +326,8 @@ def _check_same_run(out: Path, data, config: TrainConfig) -> None:
     settings = {"data": str(Path(data).resolve()), "policy": config.policy, "seed": config.seed,
                 "holdout": config.holdout, "limit": config.limit, "sft": dataclasses.asdict(config.sft),
                 "grpo": json.loads(json.dumps(dataclasses.asdict(config.grpo)))}
+    if config.init:  # only when set, so folders written before `init` existed still resume
+        settings["init"] = config.init
     path = out / "run.json"
     if path.exists():
         old = json.loads(path.read_text())

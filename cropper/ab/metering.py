@@ -7,6 +7,7 @@ and crop proposals is the harness's own cost (loading images, scoring, writing r
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Any
@@ -90,14 +91,20 @@ class TimedCropper:
         return getattr(self._local, "seconds", 0.0)
 
     def propose(self, image, question, k=None, budget=None):
+        return self._timed(self._cropper.propose, image, question, k=k, budget=budget)
+
+    def _timed(self, method, *args, **kwargs):
         with self._lock:
             started = time.perf_counter()
             try:
-                return self._cropper.propose(image, question, k=k, budget=budget)
+                return method(*args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - started
                 self.seconds += elapsed
                 self._local.seconds = self.thread_seconds() + elapsed
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["_cropper"], name)
+        attr = getattr(self.__dict__["_cropper"], name)
+        if name == "propose_more":  # present only when the inner cropper has it; timed like `propose`
+            return functools.partial(self._timed, attr)
+        return attr

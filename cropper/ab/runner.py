@@ -33,7 +33,7 @@ __all__ = ["compare", "Comparison", "parse_strategies", "RUN_FILE", "RESULTS_FIL
 
 RUN_FILE, RESULTS_FILE, SUMMARY_FILE, REPORT_FILE = "run.json", "results.jsonl", "summary.json", "report.html"
 #: Settings that change what a result means: a rerun into the same folder must keep them.
-_FINGERPRINT = ("data", "backend", "cropper", "budget", "global_side", "max_rounds")
+_FINGERPRINT = ("data", "backend", "cropper", "budget", "global_side", "max_rounds", "abstain_retries")
 _API_CONCURRENCY = 8
 
 
@@ -109,6 +109,7 @@ def compare(
     budget: int | None = None,
     global_side: int = 1024,
     max_rounds: int = 3,
+    abstain_retries: int = 2,
     concurrency: int | None = None,
     rpm: float | None = None,
     by: str | None = None,
@@ -129,7 +130,7 @@ def compare(
         out: the run folder; rerunning into it resumes (same data, backend, cropper and budget).
         cropper: the `policy` strategy's cropper: a name (`text-regions`, `policy`, `policy:DIR`, `grid:N`)
             or an object with `propose`; default the same as `ZoomWrapper`'s.
-        limit: only the first `limit` items. budget/global_side/max_rounds: as in `ZoomWrapper`.
+        limit: only the first `limit` items. budget/global_side/max_rounds/abstain_retries: as in `ZoomWrapper`.
         concurrency: questions in flight at once (default 8 for API backends, 1 for local ones).
         rpm: at most this many backend requests per minute (API rate limits).
         by: an item field (e.g. `subset`) to break the summary down by.
@@ -171,6 +172,7 @@ def compare(
         "data": os.fspath(Path(data).resolve()), "backend": backend if isinstance(backend, str) else repr(backend),
         "cropper": cropper_spec if isinstance(cropper_spec, str) else type(cropper_spec).__name__,
         "budget": budget, "global_side": global_side, "max_rounds": max_rounds,
+        "abstain_retries": abstain_retries,
     }
     settings["variants"] = {name: f"{base}:{option}" for name, (base, option) in variants.items() if option}
     _check_run_file(out, settings, overwrite)
@@ -188,7 +190,7 @@ def compare(
                 inner.crop_side = None  # the view planner applies the crop cap; see ZoomWrapper.cropper
             croppers[name] = TimedCropper(inner)
     wrapper = ZoomWrapper(backend, strategy="low", budget=budget, global_side=global_side, max_rounds=max_rounds,
-                          **backend_options)
+                          abstain_retries=abstain_retries, **backend_options)
     target = wrapper._backend_for_ask()
     wrapper._token_model = wrapper.token_model_for(target)  # count on the real backend, not the proxies
     local = not hasattr(type(target), "async_client")  # HTTP backends have an async client; local ones not
