@@ -17,7 +17,10 @@ from .rewards import CropCompletion
 
 
 class FixedCropper:
-    """A cropper that returns the boxes it was given (to ask the target about one chosen crop)."""
+    """A cropper that returns the boxes it was given (to ask the target about one chosen crop).
+
+    It has no `propose_more` on purpose: a reward scores exactly the chosen crops, so no abstain retry.
+    """
 
     def __init__(self, boxes: list[Box]):
         self.boxes = boxes
