@@ -128,5 +128,6 @@ class Reply:
 
     def as_message(self) -> Message:
         """The reply as an assistant message, to append to the conversation."""
-        content: list[Part] = [TextPart(self.text)] if self.text else []
+        # A blank text block is refused by some APIs (Anthropic): leave it out.
+        content: list[Part] = [TextPart(self.text)] if self.text.strip() else []
         return Message("assistant", content, tool_calls=list(self.tool_calls))

@@ -104,7 +104,9 @@ def _policy(backend, token_model, image, question, config: StrategyConfig, cropp
                      sizes=[v.size for v in plan.views])
     messages = [*prefix, Message("user", [*parts, TextPart(text)])]  # the conversation a retry continues
     more = getattr(cropper, "propose_more", None)
-    while more is not None and answer.rounds < config.abstain_retries and is_abstention(answer.text):
+    # A reply that asks for a tool is not an abstention (and continuing it without tool results is invalid).
+    while (more is not None and answer.rounds < config.abstain_retries and not answer.replies[-1].tool_calls
+           and is_abstention(answer.text)):
         budget_left = None if config.budget is None else config.budget - answer.visual_tokens
         if budget_left is not None and budget_left <= 0:
             answer.notes.append("abstained; no visual-token budget left for more crops")

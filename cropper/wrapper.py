@@ -43,7 +43,9 @@ class ZoomWrapper:
         max_rounds: `tool` rounds of zooming before the model must answer.
         abstain_retries: `policy`: when the model abstains ("unknown", "I can't read it"), show it the cropper's
             next-best crops in the same conversation, at most this many times (croppers with a
-            `propose_more` method: the trained policy and the grids). 0 turns it off.
+            `propose_more` method: the trained policy, `text-regions` and the grids). 0 turns it off.
+            Visual tokens count only the new crops; an API bills the whole conversation again per call
+            (see `input_tokens`).
         crops: the named crop set offered to the `zoom` tool (`awares9`, `grid:N`, `multiscale`), or None.
         allow_boxes: whether `zoom` also accepts free boxes.
         protocol: how the `tool` strategy asks for crops: `"tools"` (the `zoom` tool call) or `"awares"` (the

@@ -10,8 +10,9 @@ import random
 
 import pytest
 import torch
+from scripted import ScriptedModel
 
-from backends.messages import ImagePart, Reply
+from backends.messages import ImagePart, Reply, ToolCall
 from cropper import AWARES9, Box, GridCropper, ZoomWrapper
 from cropper.abstain import is_abstention
 from cropper.crop_selection import Decision, more_crops
@@ -27,13 +28,17 @@ QWEN = token_model_for("qwen2.5-vl")
 @pytest.mark.parametrize("text", ["unknown", "Unknown.", "", "  N/A ", "I cannot read the text on the sign.",
                                   "I'm unable to determine the policy number from this image.",
                                   "The label is too small to be legible.", "Sorry, I can't make out the text.",
-                                  "The text is not legible at this resolution."])
+                                  "The text is not legible at this resolution.", "I'm unable to identify the code.",
+                                  "I\u2019m unable to read it", "I can\u2019t make out the text", "Cannot determine",
+                                  "I'm not able to read the label", "It's not possible to determine the number."])
 def test_refusals_are_abstentions(text):
     assert is_abstention(text)
 
 
 @pytest.mark.parametrize("text", ["S9-3675", "Unknown Pleasures", "It is not a cat", "None", "no",
-                                  "The tracking code is 27/11/2025", "The answer is not 5"])
+                                  "The tracking code is 27/11/2025", "The answer is not 5", "Na", "Not visible",
+                                  "No, the logo is not visible", "The water is not clear",
+                                  "Yes, it is possible to see the sign"])
 def test_answers_are_not_abstentions(text):
     assert not is_abstention(text)
 
@@ -95,25 +100,13 @@ def test_the_reader_abstains_on_a_miss_and_answers_from_the_next_crops(scene):
     assert any("retried with 1 more crop" in note for note in answer.notes)
 
 
-class ScriptedModel:
-    provider, model, supports_tool_images = "qwen2.5-vl", "scripted", True
-
-    def __init__(self, replies):
-        self.replies = list(replies)
-        self.calls = []
-
-    def generate(self, messages, tools=None, **options):
-        self.calls.append(list(messages))
-        return Reply(text=self.replies.pop(0))
-
-
 def test_the_retry_continues_the_conversation_with_only_the_new_crops(scene):
     image, _ = scene
     model = ScriptedModel(["I can't read it.", "unknown", "42"])
     answer = ZoomWrapper(model, strategy="policy", cropper=GridCropper("awares9", k=2)).ask(image, "What is it?")
     assert answer.text == "42" and answer.rounds == 2
     assert answer.crops == list(AWARES9.values())[:6]
-    first, _, third = model.calls
+    first, _, third = (messages for messages, _tools in model.calls)
     assert len(first) == 1 and sum(isinstance(p, ImagePart) for p in first[0].content) == 3  # global + 2 crops
     assert [m.role for m in third] == ["user", "assistant", "user", "assistant", "user"]
     assert third[1].text == "I can't read it."
@@ -145,6 +138,33 @@ def test_no_retry_after_an_answer_or_beyond_the_limit_or_the_budget(scene):
     answer = ZoomWrapper(roomier, strategy="policy", cropper=GridCropper("awares9", k=1), budget=first_cost + 300,
                          global_side=640).ask(image, "What?")
     assert len(roomier.calls) == 2 and first_cost < answer.visual_tokens <= first_cost + 300
+
+
+def test_a_reply_that_calls_a_tool_is_not_retried(scene):
+    image, _ = scene
+    model = ScriptedModel([Reply(tool_calls=[ToolCall("c1", "zoom", {"crop": "center"})])])
+    answer = ZoomWrapper(model, strategy="policy", cropper=GridCropper("awares9", k=1)).ask(image, "What?")
+    assert len(model.calls) == 1 and answer.rounds == 0
+
+
+def test_compare_times_propose_more_like_propose():
+    import time
+
+    from cropper.ab.metering import TimedCropper
+
+    class Slow:
+        def propose(self, image, question, k=None, budget=None):
+            return []
+
+        def propose_more(self, image, question, shown, k=None, budget=None):
+            time.sleep(0.05)
+            return [Box(0, 0, 1, 1)]
+
+    timed = TimedCropper(Slow())
+    assert timed.propose_more(None, "q", []) == [Box(0, 0, 1, 1)]
+    assert timed.seconds >= 0.05 and timed.thread_seconds() >= 0.05
+    assert hasattr(TimedCropper(GridCropper("awares9")), "propose_more")  # passed through
+    assert not hasattr(TimedCropper(object()), "propose_more")  # absent stays absent: no retry
 
 
 def test_croppers_without_propose_more_are_not_retried(scene):
@@ -198,3 +218,11 @@ def test_text_regions_offer_the_zones_they_left_out(scene):
     assert first and more
     assert not any(s.coverage(b) >= 0.9 for s in first for b in more)
     assert sum(b.area for b in more[1:]) <= 0.05
+    # A question naming a colour: past its signs, the first call adds zones only within the colour's tight
+    # area; the retry widens to `max_area` for zones of any kind.
+    cropper = TextRegionCropper(max_area=0.25, colour_area=0.001)
+    question = item["question"]
+    first = cropper.propose(image, question)
+    more = cropper.propose_more(image, question, shown=first)
+    assert sum(b.area for b in more[1:]) > 0.01  # past the first crop, more than the colour cap allows
+    assert not any(s.coverage(b) >= 0.9 for s in first for b in more)

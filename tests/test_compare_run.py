@@ -144,6 +144,21 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path):
                                                      report=False, progress=False).rows[0]["visual_tokens"]
 
 
+def test_a_folder_from_before_abstain_retries_resumes_only_without_them(tmp_path):
+    data = make_dataset(tmp_path / "d", 1)
+    compare(data, "reader", "low", tmp_path / "run", global_side=160, report=False, progress=False)
+    run_file = tmp_path / "run" / "run.json"
+    settings = json.loads(run_file.read_text())
+    assert settings["abstain_retries"] == 2  # the default is recorded
+    del settings["abstain_retries"]  # as an older cropper wrote it: its policy rows had no retries
+    run_file.write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match="abstain_retries 0 -> 2"):
+        compare(data, "reader", "low", tmp_path / "run", global_side=160, report=False, progress=False)
+    again = compare(data, "reader", "low", tmp_path / "run", global_side=160, abstain_retries=0, report=False,
+                    progress=False)
+    assert len(again.rows) == 1 and json.loads(run_file.read_text())["abstain_retries"] == 0
+
+
 class _InFlight:
     """A fake-server responder that holds each request a moment and records how many overlap."""
 

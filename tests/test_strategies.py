@@ -6,6 +6,7 @@ import random
 
 import pytest
 from PIL import Image
+from scripted import ScriptedModel
 
 from backends.messages import Reply, ToolCall
 from cropper import AWARES9, Box, GridCropper, ZoomWrapper
@@ -105,20 +106,6 @@ def test_tool_strategy_respects_the_budget(scene):
     image, item = scene
     answer = ZoomWrapper("reader", strategy="tool", budget=1200).ask(image, item["question"])
     assert answer.visual_tokens <= 1200
-
-
-class ScriptedModel:
-    """A model whose replies are scripted: only for loop edge cases the reader never produces."""
-
-    provider, model, supports_tool_images = "qwen2.5-vl", "scripted", True
-
-    def __init__(self, replies):
-        self.replies = list(replies)
-        self.calls = []
-
-    def generate(self, messages, tools=None, **options):
-        self.calls.append((list(messages), tools))
-        return self.replies.pop(0)
 
 
 def test_tool_loop_returns_errors_to_the_model_and_stops_after_max_rounds(scene):

@@ -96,6 +96,8 @@ def test_train_without_evidence_judges_grounds_and_trains(unlabelled_run):
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["stage"] == "sft"] == list(range(1, 5))  # 6 items / 4 x 2 epochs
     assert [r["step"] for r in rows if r["stage"] == "grpo"] == [1, 2]
+    stamps = [r["time"] for r in rows]  # wall-clock per step, in order, from this run
+    assert stamps == sorted(stamps) and 0 < stamps[-1] - stamps[0] < 3600
     assert (out / "training.png").stat().st_size > 1000
     assert json.loads((out / "state.json").read_text())["stage"] == "done"
 
@@ -172,6 +174,8 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, reader, monkeypatch
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["stage"] == "sft"] == [1, 2, 3, 4]  # step 3 logged once, not twice
     assert [r["step"] for r in rows if r["stage"] == "grpo"] == [1, 2]
+    stamps = [r["time"] for r in rows]  # wall-clock per step, in order, from this run
+    assert stamps == sorted(stamps) and 0 < stamps[-1] - stamps[0] < 3600
 
     with pytest.raises(ValueError, match="other settings"):
         train(data, reader, out, _config(seed=5), say=lambda s: None)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,7 @@ class TrainConfig:
 
 
 # PolicyConfig fields that only decide which crops `propose` returns, not the network: `--init` may change them.
-SELECTION_FIELDS = ("k", "mass", "max_area", "gate_threshold", "nms_iou")
+SELECTION_FIELDS = ("k", "mass", "max_area", "gate_threshold", "nms_iou", "proposals")
 
 
 def train(data: str | Path, backend, out: str | Path, config: TrainConfig | None = None,
@@ -139,13 +140,18 @@ def train(data: str | Path, backend, out: str | Path, config: TrainConfig | None
     return policy, report
 
 
+def normalized_init(init: str) -> str:
+    """`default` for the bundled policy (also spelled `policy`), else the folder's absolute path."""
+    return "default" if init in ("default", "policy") else str(Path(init).resolve())
+
+
 def initial_policy(config: TrainConfig):
     """The policy SFT starts from: random weights from `config.policy`, or the trained one `config.init`."""
     from cropper.policy import CropPolicy, PolicyConfig
 
     if not config.init:
         return CropPolicy(PolicyConfig(**config.policy)).to(config.device)
-    if config.init in ("default", "policy"):
+    if normalized_init(config.init) == "default":
         policy = CropPolicy.default(device=config.device)
     else:
         policy = CropPolicy.from_pretrained(config.init, device=config.device)
@@ -249,6 +255,8 @@ class MetricsLog:
             path.write_text("".join(x + "\n" for x in kept), encoding="utf-8")
 
     def __call__(self, row: dict) -> None:
+        # A wall-clock stamp per step: where a run's time went, and how fast a resumed one goes.
+        row = {**row, "time": round(time.time(), 3)}
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -327,7 +335,7 @@ def _check_same_run(out: Path, data, config: TrainConfig) -> None:
                 "holdout": config.holdout, "limit": config.limit, "sft": dataclasses.asdict(config.sft),
                 "grpo": json.loads(json.dumps(dataclasses.asdict(config.grpo)))}
     if config.init:  # only when set, so folders written before `init` existed still resume
-        settings["init"] = config.init
+        settings["init"] = normalized_init(config.init)
     path = out / "run.json"
     if path.exists():
         old = json.loads(path.read_text())

@@ -238,6 +238,8 @@ def _check_run_file(out: Path, settings: dict[str, Any], overwrite: bool) -> Non
             before = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, OSError):
             before = {}
+        if before and "abstain_retries" not in before:
+            before["abstain_retries"] = 0  # folders written before abstain retries existed ran without them
         changed = [k for k in _FINGERPRINT if k in before and before[k] != settings[k]]
         old_variants = before.get("variants") or {}
         changed += [f"strategy {label!r}" for label, spec in settings["variants"].items()
