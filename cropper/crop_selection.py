@@ -12,7 +12,7 @@ import torch
 
 from .geometry import Box
 
-# A candidate counts as already seen when this share of it lies inside a crop the model was shown.
+# A candidate counts as held by a crop (seen, for a retry; covered, for `mass`) when this share of it lies inside.
 SEEN_COVERAGE = 0.9
 
 
@@ -46,7 +46,7 @@ def select_crops(decision: Decision, k: int, nms_iou: float, mass: float | None 
             break
         if mass:
             held = sum(p for b, p in zip(decision.boxes, probs, strict=True)
-                       if any(c.coverage(b) >= 0.9 or c.iou(b) > nms_iou for c in chosen))
+                       if any(c.coverage(b) >= SEEN_COVERAGE or c.iou(b) > nms_iou for c in chosen))
             if held >= mass:
                 break
     return chosen
