@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .geometry import Box
@@ -32,24 +33,49 @@ def select_crops(decision: Decision, k: int, nms_iou: float, mass: float | None 
     candidates the chosen crops hold (mostly inside one, or suppressed by one) carry that softmax share.
     With `max_area`, a crop that would take the crops' total share of the image past it is skipped (the
     first crop is always kept)."""
-    probs = torch.softmax(torch.tensor(decision.scores), dim=0).tolist() if mass else []
-    chosen: list[Box] = []
+    boxes = decision.boxes
+    if not boxes or k <= 0:
+        return []
+    # One vectorized pass for every pair instead of Box.iou in a Python loop (~10 ms of a ~50 ms query):
+    # the same float64 operations in the same order as `Box`, so the choices are identical.
+    iou, coverage = _pairwise(boxes)
+    areas = [b.area for b in boxes]
+    probs = torch.softmax(torch.tensor(decision.scores), dim=0).numpy().astype(np.float64) if mass else None
+    held = np.zeros(len(boxes), dtype=bool)
+    chosen: list[int] = []
     area = 0.0
-    for box in decision.boxes:
-        if box.area <= 0 or any(box.iou(c) > nms_iou for c in chosen):
+    for i, box_area in enumerate(areas):
+        if box_area <= 0 or (chosen and bool((iou[i, chosen] > nms_iou).any())):
             continue
-        if chosen and max_area is not None and area + box.area > max_area:
+        if chosen and max_area is not None and area + box_area > max_area:
             continue
-        chosen.append(box)
-        area += box.area
+        chosen.append(i)
+        area += box_area
         if len(chosen) >= k:
             break
-        if mass:
-            held = sum(p for b, p in zip(decision.boxes, probs, strict=True)
-                       if any(c.coverage(b) >= SEEN_COVERAGE or c.iou(b) > nms_iou for c in chosen))
-            if held >= mass:
+        if probs is not None:
+            held |= (coverage[i] >= SEEN_COVERAGE) | (iou[i] > nms_iou)
+            if sum(p for p, h in zip(probs.tolist(), held.tolist(), strict=True) if h) >= mass:
                 break
-    return chosen
+    return [boxes[i] for i in chosen]
+
+
+def _pairwise(boxes: list[Box]) -> tuple[np.ndarray, np.ndarray]:
+    """[N, N] `boxes[i].iou(boxes[j])` and `boxes[i].coverage(boxes[j])`, computed as `Box` computes them."""
+    xy = np.array([(b.x1, b.y1, b.x2, b.y2) for b in boxes], dtype=np.float64)
+    x1, y1, x2, y2 = (xy[:, j] for j in range(4))
+    w = np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :])
+    h = np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :])
+    inter = np.maximum(0.0, w) * np.maximum(0.0, h)
+    area = (x2 - x1) * (y2 - y1)
+    union = area[:, None] + area[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / union, 0.0)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        inside = ((x1[:, None] <= cx[None, :]) & (cx[None, :] <= x2[:, None])
+                  & (y1[:, None] <= cy[None, :]) & (cy[None, :] <= y2[:, None]))
+        coverage = np.where(area[None, :] > 0, inter / area[None, :], inside.astype(np.float64))
+    return iou, coverage
 
 
 def unseen(decision: Decision, shown: list[Box], nms_iou: float) -> Decision:

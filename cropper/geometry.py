@@ -43,6 +43,30 @@ class Box:
         return cls(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)).clamp()
 
     @classmethod
+    def many_from_lists(cls, rows: Sequence[Sequence[float]]) -> list[Box]:
+        """`[Box.from_list(r) for r in rows]`, fast: one vectorized clamp, no per-box validation.
+
+        The policy builds a box for each of its ~100 candidates per query; one by one that cost ~7 ms.
+        """
+        import numpy as np
+
+        xy = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+        if not np.isfinite(xy).all():
+            return [cls.from_list(r) for r in rows]  # the checked path says which box is bad
+        # The same operations as `from_list` then `clamp`: min/max are exact, so are the results.
+        lo = np.clip(np.minimum(xy[:, :2], xy[:, 2:]), 0.0, 1.0)
+        hi = np.maximum(lo, np.clip(np.maximum(xy[:, :2], xy[:, 2:]), 0.0, 1.0))
+        out = []
+        for x1, y1, x2, y2 in np.concatenate([lo, hi], axis=1).tolist():
+            box = object.__new__(cls)
+            object.__setattr__(box, "x1", x1)
+            object.__setattr__(box, "y1", y1)
+            object.__setattr__(box, "x2", x2)
+            object.__setattr__(box, "y2", y2)
+            out.append(box)
+        return out
+
+    @classmethod
     def from_pixels(cls, x1: float, y1: float, x2: float, y2: float, width: int, height: int) -> Box:
         """Build from pixel coordinates of an image of `width` x `height`."""
         return cls.from_list([x1 / width, y1 / height, x2 / width, y2 / height])

@@ -371,7 +371,7 @@ class CropPolicy(nn.Module):
         score_list, box_list = scores.tolist(), boxes.tolist()  # one conversion each, not one per candidate
         return Decision(gate=gate, names=[names[i] for i in order],
                         scores=[score_list[i] for i in order],
-                        boxes=[Box.from_list(box_list[i]) for i in order])
+                        boxes=Box.many_from_lists([box_list[i] for i in order]))
 
     def propose(self, image: Image.Image, question: str, k: int | None = None, budget: int | None = None,
                 threshold: float | None = None, token_model=None, mass: float | None = None) -> list[Box]:

@@ -189,3 +189,32 @@ def test_a_crop_that_splits_a_sign_between_letters_does_not_beat_the_whole_readi
     # The premise: shown alone, the split crop reads only the part, with nothing to say it is a part.
     alone = ask(reader, [crop_view(image, Box(0.1057, 0.8732, 0.1657, 0.9332))], item["question"])
     assert alone.text == "MEA"
+
+
+def test_sharing_reads_reads_each_view_once_across_questions_with_the_same_answers(monkeypatch):
+    """Training's reader (`sharing_reads`) reuses what it read for the same pixels in another conversation;
+    the default reader pays again for each question, as a VLM would."""
+    image, items = sign_scene(random.Random(11))
+    item = items[0]
+    plain = ReaderBackend()
+    shared = plain.sharing_reads()
+    assert shared.share_reads and not plain.share_reads and shared.engine is plain.engine
+    reads = []
+    real = plain.engine._read_tiled
+    monkeypatch.setattr(plain.engine, "_read_tiled", lambda bgr: reads.append(bgr.shape) or real(bgr))
+
+    def ask_fresh(backend):  # new view objects each time, as a new conversation builds them
+        return ask(backend, [low_view(image), crop_view(image, around(item["evidence"][0]))], item["question"])
+
+    answers = [ask_fresh(plain).text for _ in range(2)]
+    assert len(reads) == 4  # two views, read again for the second question
+    answers += [ask_fresh(shared).text for _ in range(3)]
+    assert len(reads) == 6  # read once more under the shared scope, then never again
+    assert len(set(answers)) == 1 and exact_match(answers[0], item["answers"])
+
+
+def test_training_rollouts_ask_a_reader_that_shares_reads():
+    from training.rollout import BackendRollout
+
+    rollout = BackendRollout(ReaderBackend(), None, lambda key: None)
+    assert rollout.wrapper.backend.share_reads

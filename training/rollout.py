@@ -38,6 +38,9 @@ class BackendRollout:
 
     def __init__(self, target, candidates: list[Box] | None, load_image: Callable[[str], object],
                  cache_path: str | Path | None = None, global_side: int = 1024):
+        if not isinstance(target, ZoomWrapper) and hasattr(target, "sharing_reads"):
+            # The embedded reader: read each view once across the samples of a group (same answers).
+            target = target.sharing_reads()
         self.wrapper = target if isinstance(target, ZoomWrapper) else ZoomWrapper(target, strategy="policy",
                                                                                     global_side=global_side)
         self.candidates = candidates

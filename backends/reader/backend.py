@@ -36,12 +36,25 @@ class ReaderBackend:
     supports_tool_images = True
 
     def __init__(self, model: str = "pp-ocrv4", calls_per_turn: int = 1, scan_calls_per_turn: int = 5,
-                 scan_area_per_turn: float = 0.25, engine: OcrEngine | None = None):
+                 scan_area_per_turn: float = 0.25, engine: OcrEngine | None = None, share_reads: bool = False):
+        """`share_reads`: reuse what was read across conversations (by the pixels), not only within one.
+
+        Off by default, so each question pays for its reading as a VLM's would (honest latency in
+        `compare`). Training turns it on (`sharing_reads`): GRPO asks about the same global view and the
+        same candidate crops many times, and OCR gives the same lines for the same pixels, so the answers
+        are unchanged while each view is read once.
+        """
         self.model = model
         self.calls_per_turn = calls_per_turn
         self.scan_calls_per_turn = scan_calls_per_turn
         self.scan_area_per_turn = scan_area_per_turn
         self._engine = engine
+        self.share_reads = share_reads
+
+    def sharing_reads(self) -> ReaderBackend:
+        """This reader with `share_reads` on (same settings, same OCR engine)."""
+        return ReaderBackend(self.model, self.calls_per_turn, self.scan_calls_per_turn, self.scan_area_per_turn,
+                             engine=self._engine, share_reads=True)
 
     def __repr__(self) -> str:
         return f"ReaderBackend(model={self.model!r})"
@@ -56,7 +69,8 @@ class ReaderBackend:
         """Answer the last user question from every image in `messages`, or call `zoom`."""
         question = _question(messages)
         views = _views(messages)
-        outcome = answer(parse_question(question), views, self.engine, scope=_conversation_key(messages))
+        scope = "shared" if self.share_reads else _conversation_key(messages)
+        outcome = answer(parse_question(question), views, self.engine, scope=scope)
         usage = Usage(input_tokens=None, output_tokens=None, image_tokens=None)
         if outcome.answer:
             return Reply(text=outcome.answer, usage=usage, model=self.model)

@@ -68,7 +68,7 @@ class TextLine:
 class OcrEngine:
     """A thin, cached, thread-safe wrapper over RapidOCR's detector and recognizer."""
 
-    def __init__(self, cache_size: int = 64):
+    def __init__(self, cache_size: int = 256):
         rapidocr = require("rapidocr_onnxruntime", "rapidocr-onnxruntime")
         # Upright synthetic and document text: the angle classifier only costs time.
         self._engine = rapidocr.RapidOCR(use_cls=False, print_verbose=False)
@@ -85,7 +85,8 @@ class OcrEngine:
         key = scope + ":" + image_digest(image)
         with self._lock:
             if key in self._cache:
-                return self._cache[key]
+                self._cache[key] = lines = self._cache.pop(key)  # least recently used goes first
+                return lines
         lines = merge_rows(self._read_tiled(np.asarray(image.convert("RGB"))[:, :, ::-1].copy()))
         with self._lock:
             if len(self._cache) >= self._cache_size:
