@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -373,6 +374,17 @@ class CropPolicy(nn.Module):
                         scores=[score_list[i] for i in order],
                         boxes=Box.many_from_lists([box_list[i] for i in order]))
 
+    def fingerprint(self) -> str | None:
+        """A short id of what this policy answers with: its saved weights and its settings (gate threshold,
+        k, ...), or None for a policy not loaded from disk. `compare` keeps it so that a resumed run does
+        not mix results from two policies behind one name (`policy` before and after an upgrade)."""
+        sha = getattr(self, "weights_sha256", None)
+        if sha is None:
+            return None
+        settings = json.dumps({k: v for k, v in dataclasses.asdict(self.config).items() if k != "extra"},
+                              sort_keys=True, default=str)
+        return hashlib.sha256(f"{sha}|{settings}".encode()).hexdigest()[:16]
+
     def propose(self, image: Image.Image, question: str, k: int | None = None, budget: int | None = None,
                 threshold: float | None = None, token_model=None, mass: float | None = None) -> list[Box]:
         """The top-`k` crops for `question` (default `config.k`), or [] when the gate says none is needed.
@@ -496,6 +508,7 @@ class CropPolicy(nn.Module):
             policy.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise PolicyLoadError(f"{weights_path}: tensors do not fit the network in {CONFIG_NAME} ({exc})") from exc
+        policy.weights_sha256 = expected_sha if verify and expected_sha is not None else sha256_file(weights_path)
         return policy.to(device or "cpu").eval()
 
     @classmethod

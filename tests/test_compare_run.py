@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from compare_data import make_dataset
 from fake_servers import FakeOpenAIServer
 
@@ -157,6 +158,30 @@ def test_a_folder_from_before_abstain_retries_resumes_only_without_them(tmp_path
     again = compare(data, "reader", "low", tmp_path / "run", global_side=160, abstain_retries=0, report=False,
                     progress=False)
     assert len(again.rows) == 1 and json.loads(run_file.read_text())["abstain_retries"] == 0
+
+
+def test_a_folder_remembers_which_trained_policy_it_ran(tmp_path):
+    """`policy:DIR` (or the bundled `policy`) names whatever the folder holds today: a resumed run whose
+    policy changed (weights or settings) is refused instead of mixing two policies' rows."""
+    from cropper.policy import CropPolicy, PolicyConfig
+
+    data = make_dataset(tmp_path / "d", 1)
+    torch.manual_seed(0)
+    policy = CropPolicy(PolicyConfig(backbone="test_efficientnet", image_size=96, dim=32, hidden=64,
+                                     encoder="hash", crop_set="awares9", gate_threshold=0.0))
+    policy.save_pretrained(tmp_path / "p")
+    spec = f"policy:{tmp_path / 'p'}"
+    compare(data, "reader", "policy", tmp_path / "run", cropper=spec, global_side=160, report=False, progress=False)
+    ran = json.loads((tmp_path / "run" / "run.json").read_text())["policies"]["policy"]
+    assert ran == CropPolicy.from_pretrained(tmp_path / "p").fingerprint()
+    again = compare(data, "reader", "policy", tmp_path / "run", cropper=spec, global_side=160, report=False,
+                    progress=False)  # the same policy resumes (nothing left to do)
+    assert len(again.rows) == 1
+    policy.config.gate_threshold = 0.9  # same weights, other settings: other answers
+    policy.save_pretrained(tmp_path / "p")
+    with pytest.raises(ValueError, match="trained policy behind 'policy'"):
+        compare(data, "reader", "policy", tmp_path / "run", cropper=spec, global_side=160, report=False,
+                progress=False)
 
 
 class _InFlight:

@@ -86,6 +86,11 @@ class TimedCropper:
         self._local = threading.local()
         self.seconds = 0.0
 
+    @property
+    def inner(self) -> Any:
+        """The cropper being timed."""
+        return self._cropper
+
     def thread_seconds(self) -> float:
         """Seconds spent proposing from the current thread."""
         return getattr(self._local, "seconds", 0.0)

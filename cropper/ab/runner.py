@@ -175,13 +175,6 @@ def compare(
         "abstain_retries": abstain_retries,
     }
     settings["variants"] = {name: f"{base}:{option}" for name, (base, option) in variants.items() if option}
-    _check_run_file(out, settings, overwrite)
-
-    items, bad_lines = load_jsonl(data, check_images=False)  # a missing image becomes that item's error line
-    if limit is not None:
-        items = items[:limit]
-    item_ids = {item.id for item in items}
-
     croppers: dict[str, TimedCropper] = {}
     for name, (base, option) in variants.items():
         if base == "policy":
@@ -189,6 +182,15 @@ def compare(
             if hasattr(inner, "crop_side"):
                 inner.crop_side = None  # the view planner applies the crop cap; see ZoomWrapper.cropper
             croppers[name] = TimedCropper(inner)
+    # Which trained policy each label ran (weights and settings): `policy` names whatever is bundled today.
+    settings["policies"] = {name: fp for name, c in croppers.items()
+                            if (fp := getattr(c.inner, "fingerprint", lambda: None)()) is not None}
+    _check_run_file(out, settings, overwrite)
+
+    items, bad_lines = load_jsonl(data, check_images=False)  # a missing image becomes that item's error line
+    if limit is not None:
+        items = items[:limit]
+    item_ids = {item.id for item in items}
     wrapper = ZoomWrapper(backend, strategy="low", budget=budget, global_side=global_side, max_rounds=max_rounds,
                           abstain_retries=abstain_retries, **backend_options)
     target = wrapper._backend_for_ask()
@@ -244,6 +246,9 @@ def _check_run_file(out: Path, settings: dict[str, Any], overwrite: bool) -> Non
         old_variants = before.get("variants") or {}
         changed += [f"strategy {label!r}" for label, spec in settings["variants"].items()
                     if label in old_variants and old_variants[label] != spec]
+        old_policies = before.get("policies") or {}  # folders from before this was kept: not checked
+        changed += [f"the trained policy behind {label!r}" for label, fp in settings["policies"].items()
+                    if label in old_policies and old_policies[label] != fp]
         if changed:
             what = ", ".join(f"{k} {before[k]!r} -> {settings[k]!r}" if k in before else k for k in changed)
             raise ValueError(f"{out} holds results made with other settings ({what}); use another --out, or "
@@ -251,10 +256,11 @@ def _check_run_file(out: Path, settings: dict[str, Any], overwrite: bool) -> Non
     if overwrite:
         for name in (RESULTS_FILE, SUMMARY_FILE, REPORT_FILE):
             (out / name).unlink(missing_ok=True)
-    if path.exists() and not overwrite:  # remember every variant label ever run into this folder
+    if path.exists() and not overwrite:  # remember every variant label (and its policy) ever run here
         try:
-            settings = {**settings, "variants": {**(json.loads(path.read_text()).get("variants") or {}),
-                                                 **settings["variants"]}}
+            before = json.loads(path.read_text())
+            settings = {**settings, "variants": {**(before.get("variants") or {}), **settings["variants"]},
+                        "policies": {**(before.get("policies") or {}), **settings["policies"]}}
         except (json.JSONDecodeError, OSError):
             pass
     _write_json(path, settings)
