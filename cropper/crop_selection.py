@@ -40,7 +40,7 @@ def select_crops(decision: Decision, k: int, nms_iou: float, mass: float | None 
     # the same float64 operations in the same order as `Box`, so the choices are identical.
     iou, coverage = _pairwise(boxes)
     areas = [b.area for b in boxes]
-    probs = torch.softmax(torch.tensor(decision.scores), dim=0).numpy().astype(np.float64) if mass else None
+    probs = torch.softmax(torch.tensor(decision.scores), dim=0).tolist() if mass else None
     held = np.zeros(len(boxes), dtype=bool)
     chosen: list[int] = []
     area = 0.0
@@ -55,7 +55,7 @@ def select_crops(decision: Decision, k: int, nms_iou: float, mass: float | None 
             break
         if probs is not None:
             held |= (coverage[i] >= SEEN_COVERAGE) | (iou[i] > nms_iou)
-            if sum(p for p, h in zip(probs.tolist(), held.tolist(), strict=True) if h) >= mass:
+            if sum(p for p, h in zip(probs, held.tolist(), strict=True) if h) >= mass:
                 break
     return [boxes[i] for i in chosen]
 
