@@ -45,6 +45,7 @@ from backends.reader.colours import PALETTE, colour_code_table, name_codes
 from .crop_selection import Decision, more_crops, select_crops
 from .geometry import Box, crop_set
 from .inference_backbone import InferenceBackbone
+from .onnx_image_side import OnnxImageSide
 from .policy_heads import FUSIONS, CropHeads, FineCues, Neck, apply_deltas, encode_deltas
 from .policy_io import atomic_write, dump_json, sha256_file
 from .proposals import colour_shares, find_proposals
@@ -199,6 +200,7 @@ class CropPolicy(nn.Module):
         self.token_model = token_model
         self.crop_side: int | None = None  # the long side crops are sent at (None: original), for budgets
         self._inference_backbone = InferenceBackbone()
+        self._onnx_image_side = OnnxImageSide()
 
     def __repr__(self) -> str:
         c = self.config
@@ -239,15 +241,22 @@ class CropPolicy(nn.Module):
         if max(image.size) > 3 * side:
             # 3x3 supersampling (nearest to 3S, then a 3x3 box average): 9 samples per output pixel, ~7 ms
             # on a 12 MP scan where an area filter reads every pixel and costs 20-30 ms.
-            view = image.resize((3 * side, 3 * side), Image.Resampling.NEAREST).reduce(3)
-        else:
-            view = image.resize((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return np.asarray(view)
+            big = image.resize((3 * side, 3 * side), Image.Resampling.NEAREST)
+            if (os.cpu_count() or 1) < 2:
+                return np.asarray(big.reduce(3))
+            # The box average in two bands side by side (Pillow releases the GIL): the same pixels,
+            # ~0.7 ms sooner at 320 px. (Resizing in bands too would save more, but Pillow's nearest
+            # rows then drift by one for some image heights, so the view would change.)
+            cut = 3 * (side // 2)
+            lower = _finder_pool().submit(big.reduce, 3, (0, cut, 3 * side, 3 * side))
+            return np.concatenate([np.asarray(big.reduce(3, (0, 0, 3 * side, cut))), np.asarray(lower.result())])
+        return np.asarray(image.resize((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0))
 
     def preprocess(self, image: Image.Image | np.ndarray) -> torch.Tensor:
         """The low-res view [3, S, S] (an image, or a `view` already made), normalized (ImageNet mean/std)."""
         view = image if isinstance(image, np.ndarray) else self.view(image)
-        x = torch.from_numpy(view.copy()).permute(2, 0, 1)
+        # Channels first in numpy (uint8) before the conversion: the float pass then reads contiguously.
+        x = torch.from_numpy(np.ascontiguousarray(view.transpose(2, 0, 1)))
         std = self.std[0].cpu()
         # (x / 255 - mean) / std as one fused multiply-add: half the time of three passes.
         return torch.addcmul(-self.mean[0].cpu() / std, x.float(), 1.0 / (255.0 * std))
@@ -260,10 +269,21 @@ class CropPolicy(nn.Module):
     def _candidates(self, view: np.ndarray) -> tuple[list[Box], int, torch.Tensor | None]:
         """The candidate boxes of a view (fixed, then found), how many are fixed, and its colour map."""
         boxes = list(self.candidate_boxes)
+        codes, colours = self._colour_codes(view)
+        return boxes + Box.many_from_lists(self._found(view, codes)), len(boxes), colours
+
+    def _colour_codes(self, view: np.ndarray) -> tuple[np.ndarray | None, torch.Tensor | None]:
+        """The view's colour-name codes (when the finder will use them too) and colour map [K, S/4, S/4]."""
         codes = name_codes(view) if self.config.proposals and self.config.colours else None  # shared by both
-        found = find_proposals(view, self.config.proposals, codes) if self.config.proposals else []
         colours = torch.from_numpy(colour_shares(view, 4, codes)) if self.config.colours else None
-        return boxes + [Box(*b) for b in found], len(boxes), colours
+        return codes, colours
+
+    def _found(self, view: np.ndarray, codes) -> list:
+        """The finder's boxes for a view (`codes`: from `_colour_codes`, or a future of its result)."""
+        if not self.config.proposals:
+            return []
+        codes = codes.result()[0] if hasattr(codes, "result") else codes
+        return find_proposals(view, self.config.proposals, codes)
 
     def collate(self, prepared: list[Prepared], images: bool = True) -> dict[str, torch.Tensor]:
         """The network's inputs for a batch, on the policy's device: `images` [B, 3, S, S], candidate `boxes`
@@ -276,7 +296,7 @@ class CropPolicy(nn.Module):
         proposed = torch.zeros(len(prepared), c)
         mask = torch.zeros(len(prepared), c, dtype=torch.bool)
         for i, p in enumerate(prepared):
-            boxes[i, : len(p.boxes)] = torch.tensor([list(b) for b in p.boxes])
+            boxes[i, : len(p.boxes)] = torch.tensor([(b.x1, b.y1, b.x2, b.y2) for b in p.boxes])
             proposed[i, p.fixed : len(p.boxes)] = 1.0
             mask[i, : len(p.boxes)] = True
         out = {"boxes": boxes, "proposed": proposed, "mask": mask}
@@ -317,7 +337,11 @@ class CropPolicy(nn.Module):
         """The fused feature map and the fine cue map: everything that does not depend on the candidates."""
         if self.training or torch.is_grad_enabled():
             features = self.backbone(images)
-        else:  # inference: the batch-norm-folded copy, same features in ~0.6x the time
+        else:
+            maps = self._onnx_image_side(self, images, question_emb)  # warm weights on the CPU: ~0.6x the time
+            if maps is not None:
+                return maps
+            # Otherwise the batch-norm-folded copy: same features in ~0.6x the time of the eager backbone.
             features = self._inference_backbone(self.backbone, images)
         fmap = self.fusion(self.neck(features), question_emb)
         fine = self.fine(images, question_emb) if self.fine is not None else None
@@ -346,33 +370,47 @@ class CropPolicy(nn.Module):
         was_training = self.training
         if was_training:  # .eval() walks every submodule: ~5 ms a query when done needlessly
             self.eval()
+        threads = torch.get_num_threads()
+        if threads > 1 and self.device.type == "cpu":
+            # One query is small tensors: splitting each op over cores costs more than it gains, and
+            # torch's idle workers spin on the core the finder and the RoI helper need (measured: 45 ms
+            # a query at 2 threads vs 30 at 1). With OpenMP this setting is per thread: other threads
+            # keep theirs.
+            torch.set_num_threads(1)
         try:
-            dtype = self.heads.score.weight.dtype  # float32 unless the caller converted the policy
-            view = self.view(image)
-            # With a core to spare, the finder (OpenCV, GIL released) runs there while the backbone runs
-            # here: on a 2-core CPU with torch on one thread that hides most of its ~10 ms. When torch
-            # already uses every core the two only contend (measured: 41 ms a query vs 31 in turn).
-            spare_core = self.device.type != "cpu" or torch.get_num_threads() < (os.cpu_count() or 1)
-            found = _finder_pool().submit(self._candidates, view) if spare_core else None
-            x = self.preprocess(view)[None].to(self.device, dtype)
-            q = self._question_vector(question).to(self.device, dtype)
-            maps = self._image_maps(x, q)
-            prepared = Prepared(x[0], *(found.result() if found is not None else self._candidates(view)))
-            inputs = {k: v.to(dtype) if v.is_floating_point() else v
-                      for k, v in self.collate([prepared], images=False).items()}
-            out = self(images=x, question_emb=q, maps=maps, **inputs)
-            boxes = self.refined_boxes(out)[0].float().cpu()
-            scores = out.crop_logits[0].float().cpu()
-            gate = torch.sigmoid(out.gate_logit[0].float()).item()
+            gate, scores, boxes, found = self._decide(image, question)
         finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
             if was_training:
                 self.train()
         order = torch.argsort(scores, descending=True).tolist()
-        names = self.candidate_names + [f"found_{i}" for i in range(len(prepared.boxes) - prepared.fixed)]
+        names = self.candidate_names + [f"found_{i}" for i in range(found)]
         score_list, box_list = scores.tolist(), boxes.tolist()  # one conversion each, not one per candidate
         return Decision(gate=gate, names=[names[i] for i in order],
                         scores=[score_list[i] for i in order],
                         boxes=Box.many_from_lists([box_list[i] for i in order]))
+
+    def _decide(self, image: Image.Image, question: str) -> tuple[float, torch.Tensor, torch.Tensor, int]:
+        """The gate probability, every candidate's score [C] and (refined) box [C, 4] on the CPU (the fixed
+        candidates first), and how many were found in the image."""
+        dtype = self.heads.score.weight.dtype  # float32 unless the caller converted the policy
+        view = self.view(image)
+        # The finder (OpenCV, GIL released) runs on the other core while the network's image half runs
+        # here: on a 2-core CPU that hides its ~10 ms. (Scoring the fixed candidates while the finder
+        # finishes, and the found ones after, measured no faster: three threads on two cores.)
+        spare_core = self.device.type != "cpu" or (os.cpu_count() or 1) > 1
+        found = _finder_pool().submit(self._candidates, view) if spare_core else None
+        x = self.preprocess(view)[None].to(self.device, dtype)
+        q = self._question_vector(question).to(self.device, dtype)
+        maps = self._image_maps(x, q)
+        prepared = Prepared(x[0], *(found.result() if found is not None else self._candidates(view)))
+        inputs = {k: v.to(dtype) if v.is_floating_point() else v
+                  for k, v in self.collate([prepared], images=False).items()}
+        out = self(images=x, question_emb=q, maps=maps, **inputs)
+        gate = torch.sigmoid(out.gate_logit[0].float()).item()
+        boxes = self.refined_boxes(out)[0].float().cpu()
+        return gate, out.crop_logits[0].float().cpu(), boxes, len(prepared.boxes) - prepared.fixed
 
     def fingerprint(self) -> str | None:
         """A short id of what this policy answers with: its saved weights and its settings (gate threshold,

@@ -139,6 +139,14 @@ class CropHeads(nn.Module):
                 fine: torch.Tensor | None = None, colours: torch.Tensor | None = None):
         """`boxes` [B, C, 4] normalized, `proposed` [B, C] (1 for a box found in the image) ->
         gate [B], scores [B, C], deltas [B, C, 4] or None."""
+        # The fine map and the colour map share a grid (stride 4): one RoI pass over both.
+        maps = [m.to(fmap.dtype) for m in (fine, colours if self.q_colour is not None else None) if m is not None]
+        fine_map = (torch.cat(maps, 1) if len(maps) > 1 else maps[0]) if maps else None
+        # Inference on a CPU with a core to spare: the fine map's RoI pass (its max is half of these
+        # heads' time) runs there while this thread pools the fused map and does the rest.
+        pending = None
+        if fine_map is not None and _beside(fmap):
+            pending = _helper().submit(roi_mean_max, fine_map, boxes, False)
         qv = self.q_proj(q)  # B, D
         flat = fmap.flatten(2)  # B, D, HW
         gate_in = [flat.mean(-1), flat.amax(-1), qv]
@@ -147,11 +155,9 @@ class CropHeads(nn.Module):
         ctx = flat.mean(-1)[:, None, :].expand_as(region)
         q_row = qv[:, None, :]
         parts = [region, region * q_row, peak, peak * q_row, geom, ctx]
-        # The fine map and the colour map share a grid (stride 4): one RoI pass over both.
-        maps = [m.to(fmap.dtype) for m in (fine, colours if self.q_colour is not None else None) if m is not None]
         share = densest = None
-        if maps:
-            mean, peak_fine = roi_mean_max(torch.cat(maps, 1) if len(maps) > 1 else maps[0], boxes)
+        if fine_map is not None:
+            mean, peak_fine = pending.result() if pending is not None else roi_mean_max(fine_map, boxes)
             n_fine = fine.shape[1] if fine is not None else 0
             if fine is not None:
                 parts += [mean[..., :n_fine], peak_fine[..., :n_fine]]
@@ -169,14 +175,15 @@ class CropHeads(nn.Module):
         return gate, scores, deltas
 
 
-def roi_mean_max(fmap: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def roi_mean_max(fmap: torch.Tensor, boxes: torch.Tensor, split: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """RoI average and RoI max of `fmap` [B, D, H, W] over each of `boxes` [B, C, 4] -> two [B, C, D].
 
     The average is RoIAlign (2x2 bins, bilinear, so a box smaller than a cell still reads its cell); the
     max is RoIPool over the cells the box touches (a small sign fills a sliver of a large candidate:
-    the average dilutes it away, the max keeps it).
+    the average dilutes it away, the max keeps it). `split=False` keeps a large max on this thread (the
+    caller already is the helper thread).
     """
-    from torchvision.ops import roi_align
+    from torchvision.ops import roi_align, roi_pool
 
     b, c = boxes.shape[:2]
     h, w = fmap.shape[-2:]
@@ -185,7 +192,7 @@ def roi_mean_max(fmap: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor,
     rois = torch.cat([index, boxes.reshape(-1, 4).to(fmap.dtype) * scale], dim=1)  # B*C, 5 in cells
     mean = roi_align(fmap, rois, output_size=2, spatial_scale=1.0, sampling_ratio=2, aligned=True).mean((-1, -2))
     # roi_pool rounds the box to whole cells (at least one), which is what a max over cells wants.
-    peak = _roi_max(fmap, rois).flatten(1)
+    peak = (_roi_max(fmap, rois) if split else roi_pool(fmap, rois, output_size=1, spatial_scale=1.0)).flatten(1)
     return mean.view(b, c, -1), peak.view(b, c, -1)
 
 
@@ -213,6 +220,12 @@ def _roi_max(fmap: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
 
     other = _helper().submit(pool, second)
     return torch.cat([pool(first), other.result()])
+
+
+def _beside(fmap: torch.Tensor) -> bool:
+    """Whether work on `fmap` may go to the helper thread: CPU inference (grad mode is per thread, so
+    the helper must not be asked to record a graph) with more than one core."""
+    return fmap.device.type == "cpu" and not torch.is_grad_enabled() and (os.cpu_count() or 1) > 1
 
 
 @functools.cache

@@ -35,6 +35,17 @@ class _CachedEncoder:
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __deepcopy__(self, memo) -> _CachedEncoder:
+        # Frozen: a copied policy shares its encoder (and the cache) rather than a second model.
+        return self
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_lock": None, "_cache": OrderedDict()}  # a lock cannot be pickled
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def _embed(self, texts: list[str]) -> torch.Tensor:
         raise NotImplementedError
 
