@@ -1,8 +1,11 @@
 """`cropper bench`: what the crop policy costs per query on this machine, beside one reader call.
 
 The policy's latency is measured end to end as a user pays it (`policy.propose(image, question)`: resize of
-the original image, question embedding from the cache, the network, the ranking), at 1 and 2 torch
-threads, p50/p90 over `repeats` queries after a warm-up (the first load and the first call excluded). The
+the original image, question embedding from the cache, the network, the ranking), with the caller's torch
+set to 1 and to 2 threads, p50/p90 over `repeats` queries after a warm-up (the first load and the first
+calls excluded; by then the network's image half runs on ONNX Runtime, see `cropper.onnx_image_side`, and
+`image_half` says which served). A query schedules its own work on two cores either way: the network on
+one torch thread, the finder and a RoI pass on the other core. The
 reader call is the `policy` strategy's answer on the same image with the crops the policy chose (global
 view + crops, OCR and answering), so the ratio says what share of a zoomed question the policy adds.
 Peak memory is the process's peak resident set size.
@@ -95,6 +98,7 @@ def run_bench(policy_dir: str | None = None, repeats: int = 50, image=None) -> d
         "image_size": policy.config.image_size,
         "image": list(image.size),
         "load_s": load_s,
+        "image_half": "onnxruntime" if policy._onnx_image_side.serving else "pytorch",
         "policy_latency": latency,
         "reader_call_ms": reader_ms,
         "policy_vs_reader": p50_2 / reader_ms if reader_ms else None,
@@ -106,7 +110,8 @@ def run_bench(policy_dir: str | None = None, repeats: int = 50, image=None) -> d
 def format_bench(result: dict[str, Any]) -> str:
     """The bench result as a few readable lines."""
     lines = [f"policy: {result['policy']} ({result['backbone']}, {result['image_size']} px view) on a "
-             f"{result['image'][0]}x{result['image'][1]} image; loaded in {result['load_s']:.2f}s"]
+             f"{result['image'][0]}x{result['image'][1]} image; loaded in {result['load_s']:.2f}s; image half "
+             f"on {result.get('image_half', 'pytorch')}"]
     for name, row in result["policy_latency"].items():
         lines.append(f"  propose, {name.replace('_', ' ')}: p50 {row['p50_ms']:.1f} ms, p90 {row['p90_ms']:.1f} ms")
     lines.append(f"  one reader call (global view + crops): {result['reader_call_ms']:.0f} ms")

@@ -371,11 +371,10 @@ class CropPolicy(nn.Module):
         if was_training:  # .eval() walks every submodule: ~5 ms a query when done needlessly
             self.eval()
         threads = torch.get_num_threads()
-        if threads > 1 and self.device.type == "cpu":
+        if threads > 1 and self.device.type == "cpu" and _threads_are_per_thread():
             # One query is small tensors: splitting each op over cores costs more than it gains, and
             # torch's idle workers spin on the core the finder and the RoI helper need (measured: 45 ms
-            # a query at 2 threads vs 30 at 1). With OpenMP this setting is per thread: other threads
-            # keep theirs.
+            # a query at 2 threads vs 30 at 1).
             torch.set_num_threads(1)
         try:
             gate, scores, boxes, found = self._decide(image, question)
@@ -559,6 +558,13 @@ class CropPolicy(nn.Module):
                 "CropPolicy.from_pretrained('my_policy'); or use a training-free cropper ('text-regions')."
             )
         return cls.from_pretrained(DEFAULT_DIR, device=device)
+
+
+@functools.cache
+def _threads_are_per_thread() -> bool:
+    """Whether `torch.set_num_threads` only changes the calling thread's setting: true of the OpenMP
+    backend (each thread has its own count), not of the native pool, which every thread shares."""
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
 @functools.lru_cache(maxsize=1)

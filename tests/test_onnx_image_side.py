@@ -157,3 +157,17 @@ def test_preprocess_is_the_normalized_view():
     view = policy.view(make_image(2))
     want = (torch.from_numpy(view).permute(2, 0, 1).float() / 255 - policy.mean[0]) / policy.std[0]
     assert torch.allclose(policy.preprocess(view), want, atol=1e-6)
+
+
+def test_queries_from_several_threads_get_the_answers_of_one_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    policy = tiny_policy(seed=7).eval()
+    images = [sign_image(c) for c in ("green", "red", "blue")] + [make_image(s, size=(1200, 900)) for s in range(3)]
+    questions = [QUESTION, "What does the red tag say?", "What is written on the blue sign?"] * 2
+    want = [policy.decide(i, q) for i, q in zip(images, questions, strict=True)]  # warms the graph too
+    assert policy._onnx_image_side.serving
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(policy.decide, images * 2, questions * 2))
+    for w, g in zip(want * 2, got, strict=True):
+        assert g.names == w.names and np.allclose(g.scores, w.scores, atol=1e-5) and g.gate == pytest.approx(w.gate)

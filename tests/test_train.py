@@ -214,6 +214,7 @@ def test_bench_times_the_policy_beside_a_reader_call(tmp_path):
     assert result["policy_vs_reader"] == pytest.approx(result["policy_latency"]["2_threads"]["p50_ms"]
                                                         / result["reader_call_ms"])
     assert "p50" in format_bench(result)
+    assert result["image_half"] == "onnxruntime"  # the warm-up made the graph, so the timed calls ran on it
 
 
 def test_cli_evaluate_breaks_the_summary_down_by_kind(tmp_path, capsys):
