@@ -30,6 +30,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,8 +243,8 @@ class CropPolicy(nn.Module):
             # 3x3 supersampling (nearest to 3S, then a 3x3 box average): 9 samples per output pixel, ~7 ms
             # on a 12 MP scan where an area filter reads every pixel and costs 20-30 ms.
             big = image.resize((3 * side, 3 * side), Image.Resampling.NEAREST)
-            if (os.cpu_count() or 1) < 2:
-                return np.asarray(big.reduce(3))
+            if (os.cpu_count() or 1) < 2 or threading.current_thread().name.startswith(_FINDER):
+                return np.asarray(big.reduce(3))  # (the finder's own thread would wait on itself)
             # The box average in two bands side by side (Pillow releases the GIL): the same pixels,
             # ~0.7 ms sooner at 320 px. (Resizing in bands too would save more, but Pillow's nearest
             # rows then drift by one for some image heights, so the view would change.)
@@ -278,12 +279,9 @@ class CropPolicy(nn.Module):
         colours = torch.from_numpy(colour_shares(view, 4, codes)) if self.config.colours else None
         return codes, colours
 
-    def _found(self, view: np.ndarray, codes) -> list:
-        """The finder's boxes for a view (`codes`: from `_colour_codes`, or a future of its result)."""
-        if not self.config.proposals:
-            return []
-        codes = codes.result()[0] if hasattr(codes, "result") else codes
-        return find_proposals(view, self.config.proposals, codes)
+    def _found(self, view: np.ndarray, codes: np.ndarray | None) -> list:
+        """The finder's boxes for a view (`codes`: from `_colour_codes`)."""
+        return find_proposals(view, self.config.proposals, codes) if self.config.proposals else []
 
     def collate(self, prepared: list[Prepared], images: bool = True) -> dict[str, torch.Tensor]:
         """The network's inputs for a batch, on the policy's device: `images` [B, 3, S, S], candidate `boxes`
@@ -571,7 +569,10 @@ def _threads_are_per_thread() -> bool:
 def _finder_pool():
     from concurrent.futures import ThreadPoolExecutor
 
-    return ThreadPoolExecutor(1, thread_name_prefix="cropper-finder")
+    return ThreadPoolExecutor(1, thread_name_prefix=_FINDER)
+
+
+_FINDER = "cropper-finder"
 
 
 class PolicyLoadError(ValueError):

@@ -171,3 +171,12 @@ def test_queries_from_several_threads_get_the_answers_of_one_thread():
         got = list(pool.map(policy.decide, images * 2, questions * 2))
     for w, g in zip(want * 2, got, strict=True):
         assert g.names == w.names and np.allclose(g.scores, w.scores, atol=1e-5) and g.gate == pytest.approx(w.gate)
+
+
+def test_a_view_made_on_the_finders_own_thread_does_not_wait_on_itself():
+    from cropper.policy import _finder_pool
+
+    policy = tiny_policy(image_size=96)
+    image = sign_image("green")
+    got = _finder_pool().submit(policy.view, image).result(timeout=30)
+    assert np.array_equal(got, policy.view(image))
