@@ -365,6 +365,13 @@ class CropPolicy(nn.Module):
     @torch.no_grad()
     def decide(self, image: Image.Image, question: str) -> Decision:
         """Gate probability and all candidates ranked by score (eval mode, no gradients)."""
+        return self._decision(image, question)
+
+    @torch.no_grad()
+    def _decision(self, image: Image.Image, question: str, stop_below: float | None = None) -> Decision | None:
+        """`decide`; with `stop_below`, None as soon as the gate probability is below it, before any crop is
+        scored (a question the view already answers then costs about 0.65x a full query: 20.7 vs 32.0 ms,
+        measured in one process on the 2-core CPU)."""
         was_training = self.training
         if was_training:  # .eval() walks every submodule: ~5 ms a query when done needlessly
             self.eval()
@@ -375,12 +382,15 @@ class CropPolicy(nn.Module):
             # a query at 2 threads vs 30 at 1).
             torch.set_num_threads(1)
         try:
-            gate, scores, boxes, found = self._decide(image, question)
+            result = self._decide(image, question, stop_below)
         finally:
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
             if was_training:
                 self.train()
+        if result is None:
+            return None
+        gate, scores, boxes, found = result
         order = torch.argsort(scores, descending=True).tolist()
         names = self.candidate_names + [f"found_{i}" for i in range(found)]
         score_list, box_list = scores.tolist(), boxes.tolist()  # one conversion each, not one per candidate
@@ -388,9 +398,10 @@ class CropPolicy(nn.Module):
                         scores=[score_list[i] for i in order],
                         boxes=Box.many_from_lists([box_list[i] for i in order]))
 
-    def _decide(self, image: Image.Image, question: str) -> tuple[float, torch.Tensor, torch.Tensor, int]:
+    def _decide(self, image: Image.Image, question: str,
+                stop_below: float | None) -> tuple[float, torch.Tensor, torch.Tensor, int] | None:
         """The gate probability, every candidate's score [C] and (refined) box [C, 4] on the CPU (the fixed
-        candidates first), and how many were found in the image."""
+        candidates first), and how many were found in the image; None when the gate is below `stop_below`."""
         dtype = self.heads.score.weight.dtype  # float32 unless the caller converted the policy
         view = self.view(image)
         # The finder (OpenCV, GIL released) runs on the other core while the network's image half runs
@@ -401,6 +412,10 @@ class CropPolicy(nn.Module):
         x = self.preprocess(view)[None].to(self.device, dtype)
         q = self._question_vector(question).to(self.device, dtype)
         maps = self._image_maps(x, q)
+        if stop_below is not None:  # compared as `propose` compares the decision's gate: a Python float
+            gate = torch.sigmoid(self.heads.gate_logit(maps[0], q, maps[1])[0].float()).item()
+            if gate < stop_below:
+                return None  # the finder's work, already under way, is simply dropped
         prepared = Prepared(x[0], *(found.result() if found is not None else self._candidates(view)))
         inputs = {k: v.to(dtype) if v.is_floating_point() else v
                   for k, v in self.collate([prepared], images=False).items()}
@@ -437,8 +452,8 @@ class CropPolicy(nn.Module):
         mass = self.config.mass if mass is None else mass
         if k <= 0:
             return []
-        decision = self.decide(image, question)
-        if decision.gate < threshold:
+        decision = self._decision(image, question, stop_below=threshold)
+        if decision is None:  # the gate says the view is enough
             return []
         chosen = select_crops(decision, k, self.config.nms_iou, mass, self.config.max_area)
         token_model = token_model if token_model is not None else self.token_model

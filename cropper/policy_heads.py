@@ -135,6 +135,18 @@ class CropHeads(nn.Module):
             nn.init.zeros_(self.deltas.weight)
             nn.init.zeros_(self.deltas.bias)
 
+    def gate_logit(self, fmap: torch.Tensor, q: torch.Tensor, fine: torch.Tensor | None = None) -> torch.Tensor:
+        """[B]: the gate alone, exactly as `forward` computes it (it needs no candidates), so a caller can
+        stop before scoring any crop when the gate says none is needed."""
+        gate_in = self._gate_inputs(fmap.flatten(2), self.q_proj(q), fine)
+        return self.gate(torch.cat(gate_in, dim=-1)).squeeze(-1)
+
+    @staticmethod
+    def _gate_inputs(flat: torch.Tensor, qv: torch.Tensor, fine: torch.Tensor | None) -> list[torch.Tensor]:
+        """The whole map's mean and max, the projected question, and the fine map's max when there is one."""
+        parts = [flat.mean(-1), flat.amax(-1), qv]
+        return parts if fine is None else [*parts, fine.flatten(2).amax(-1)]
+
     def forward(self, fmap: torch.Tensor, q: torch.Tensor, boxes: torch.Tensor, proposed: torch.Tensor,
                 fine: torch.Tensor | None = None, colours: torch.Tensor | None = None):
         """`boxes` [B, C, 4] normalized, `proposed` [B, C] (1 for a box found in the image) ->
@@ -149,7 +161,7 @@ class CropHeads(nn.Module):
             pending = _helper().submit(roi_mean_max, fine_map, boxes, False)
         qv = self.q_proj(q)  # B, D
         flat = fmap.flatten(2)  # B, D, HW
-        gate_in = [flat.mean(-1), flat.amax(-1), qv]
+        gate_in = self._gate_inputs(flat, qv, fine)
         region, peak = roi_mean_max(fmap, boxes)  # B, C, D each
         geom = self.geometry(torch.cat([box_features(boxes), proposed[..., None]], -1).to(fmap.dtype))
         ctx = flat.mean(-1)[:, None, :].expand_as(region)
@@ -161,7 +173,6 @@ class CropHeads(nn.Module):
             n_fine = fine.shape[1] if fine is not None else 0
             if fine is not None:
                 parts += [mean[..., :n_fine], peak_fine[..., :n_fine]]
-                gate_in.append(fine.flatten(2).amax(-1))
             if self.q_colour is not None and colours is not None:
                 share, densest = mean[..., n_fine:], peak_fine[..., n_fine:]  # B, C, K colour names
                 wanted = self.q_colour(q)[:, None, :]

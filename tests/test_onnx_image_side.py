@@ -180,3 +180,35 @@ def test_a_view_made_on_the_finders_own_thread_does_not_wait_on_itself():
     image = sign_image("green")
     got = _finder_pool().submit(policy.view, image).result(timeout=30)
     assert np.array_equal(got, policy.view(image))
+
+
+def test_propose_stops_at_the_gate_before_scoring_any_crop(monkeypatch):
+    policy = tiny_policy(seed=8).eval()
+    image, question = sign_image("green"), QUESTION
+    decision = policy.decide(image, question)
+    scored = []
+    real_forward = type(policy.heads).forward
+
+    def counting_forward(self, *args, **kwargs):
+        scored.append(1)
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(policy.heads), "forward", counting_forward)
+    # Just above the gate: nothing to crop, and no candidate was scored to find that out.
+    assert policy.propose(image, question, threshold=decision.gate + 1e-6) == [] and scored == []
+    # Just at it: the full decision, the same crops as selecting from `decide`'s ranking.
+    from cropper.crop_selection import select_crops
+
+    got = policy.propose(image, question, threshold=decision.gate)
+    want = select_crops(decision, policy.config.k, policy.config.nms_iou, policy.config.mass, policy.config.max_area)
+    assert scored and got == want and got
+
+
+def test_the_gate_alone_is_the_gate_of_the_full_heads():
+    policy = tiny_policy(seed=9, fine_dim=8).eval()
+    with torch.no_grad():
+        inputs = policy.collate([policy.prepare(sign_image("red"))])
+        q = policy.encode_questions(["What does the red tag say?"])
+        fmap, fine = policy._image_maps(inputs["images"], q)
+        full = policy.heads(fmap, q, inputs["boxes"], inputs["proposed"], fine, inputs["colours"])[0]
+        assert torch.equal(policy.heads.gate_logit(fmap, q, fine), full)
