@@ -73,8 +73,9 @@ class OnnxImageSide:
 
     def __call__(self, policy: nn.Module, images: torch.Tensor, question: torch.Tensor):
         """`(fmap, fine or None)` from the graph, or None: then PyTorch serves this call."""
-        if images.device.type != "cpu" or images.dtype != torch.float32 or question.dtype != torch.float32:
-            return None
+        if (images.device.type != "cpu" or images.dtype != torch.float32 or question.dtype != torch.float32
+                or not onnx_enabled()):
+            return None  # (turned off: no walk over the weights, which the folded backbone makes anyway)
         parts = [m for m in (policy.backbone, policy.neck, policy.fusion, policy.fine) if m is not None]
         key = (weights_key(parts), tuple(images.shape[1:]), tuple(question.shape[1:]))
         with self._lock:
@@ -82,7 +83,7 @@ class OnnxImageSide:
                 self._key, self._calls, self._graph, self._sessions = key, 0, None, {}
             self._calls += 1
             if self._graph is None:
-                if self._calls != self.warm_after or not onnx_enabled():
+                if self._calls != self.warm_after:
                     return None  # not warm yet, or this key already failed to export
                 self._graph = _export(policy, images, question)
                 if self._graph is None:

@@ -270,18 +270,10 @@ class CropPolicy(nn.Module):
     def _candidates(self, view: np.ndarray) -> tuple[list[Box], int, torch.Tensor | None]:
         """The candidate boxes of a view (fixed, then found), how many are fixed, and its colour map."""
         boxes = list(self.candidate_boxes)
-        codes, colours = self._colour_codes(view)
-        return boxes + Box.many_from_lists(self._found(view, codes)), len(boxes), colours
-
-    def _colour_codes(self, view: np.ndarray) -> tuple[np.ndarray | None, torch.Tensor | None]:
-        """The view's colour-name codes (when the finder will use them too) and colour map [K, S/4, S/4]."""
         codes = name_codes(view) if self.config.proposals and self.config.colours else None  # shared by both
+        found = find_proposals(view, self.config.proposals, codes) if self.config.proposals else []
         colours = torch.from_numpy(colour_shares(view, 4, codes)) if self.config.colours else None
-        return codes, colours
-
-    def _found(self, view: np.ndarray, codes: np.ndarray | None) -> list:
-        """The finder's boxes for a view (`codes`: from `_colour_codes`)."""
-        return find_proposals(view, self.config.proposals, codes) if self.config.proposals else []
+        return boxes + Box.many_from_lists(found), len(boxes), colours
 
     def collate(self, prepared: list[Prepared], images: bool = True) -> dict[str, torch.Tensor]:
         """The network's inputs for a batch, on the policy's device: `images` [B, 3, S, S], candidate `boxes`
