@@ -218,3 +218,28 @@ def test_training_rollouts_ask_a_reader_that_shares_reads():
 
     rollout = BackendRollout(ReaderBackend(), None, lambda key: None)
     assert rollout.wrapper.backend.share_reads
+
+
+def test_a_new_conversation_never_inherits_a_dead_conversations_cache_scope():
+    """CPython reuses a freed object's id; the reader's conversation key must not, or a new question whose
+    views land at the old addresses would skip its reads (and report flattering latency)."""
+    from PIL import Image
+
+    from backends.messages import ImagePart, Message, TextPart
+    from backends.reader.backend import _conversation_key
+
+    def conversation(image):
+        return [Message(role="user", content=[TextPart("What is written?"), ImagePart(image)])]
+
+    first = Image.new("RGB", (8, 8))
+    old_id, old_key = id(first), _conversation_key(conversation(first))
+    assert _conversation_key(conversation(first)) == old_key  # stable within one conversation
+    del first
+    reused = None
+    for _ in range(10_000):  # CPython gives the freed slot to a later object of the same size
+        candidate = Image.new("RGB", (8, 8))
+        if id(candidate) == old_id:
+            reused = candidate
+            break
+    assert reused is not None, "the interpreter never reused the id; the test cannot check the key"
+    assert _conversation_key(conversation(reused)) != old_key

@@ -9,7 +9,10 @@ answers "unknown" rather than guess.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
+import threading
+import weakref
 from typing import Any
 
 from ..messages import ImagePart, Message, Reply, ToolCall, ToolSpec, Usage
@@ -116,8 +119,35 @@ def _conversation_key(messages: list[Message]) -> str:
     first = next((m for m in messages if m.role == "user"), None)
     if first is None:
         return ""
-    ids = ",".join(str(id(p.image)) for p in first.content if isinstance(p, ImagePart))
+    ids = ",".join(str(_lifetime_serial(p.image)) for p in first.content if isinstance(p, ImagePart))
     return f"{first.text}|{ids}"
+
+
+_serials: dict[int, int] = {}
+_serial_counter = itertools.count()
+_serial_lock = threading.RLock()  # a finalizer may run inside the lock, on a garbage collection
+
+
+def _lifetime_serial(obj: object) -> int:
+    """A number that names `obj` for as long as it lives and is never given to another object.
+
+    `id()` alone is not enough: CPython hands a freed object's id to the next one, so a new conversation
+    whose views land at the old addresses would join the old conversation's cache scope and skip its reads.
+    """
+    key = id(obj)
+    with _serial_lock:
+        serial = _serials.get(key)
+        if serial is None:
+            serial = _serials[key] = next(_serial_counter)
+            # Forget the id when the object dies, before the id can be reused.
+            weakref.finalize(obj, _forget_serial, key, serial)
+        return serial
+
+
+def _forget_serial(key: int, serial: int) -> None:
+    with _serial_lock:
+        if _serials.get(key) == serial:
+            del _serials[key]
 
 
 def _question(messages: list[Message]) -> str:
