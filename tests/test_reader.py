@@ -231,15 +231,11 @@ def test_a_new_conversation_never_inherits_a_dead_conversations_cache_scope():
     def conversation(image):
         return [Message(role="user", content=[TextPart("What is written?"), ImagePart(image)])]
 
-    first = Image.new("RGB", (8, 8))
-    old_id, old_key = id(first), _conversation_key(conversation(first))
-    assert _conversation_key(conversation(first)) == old_key  # stable within one conversation
-    del first
-    reused = None
-    for _ in range(10_000):  # CPython gives the freed slot to a later object of the same size
-        candidate = Image.new("RGB", (8, 8))
-        if id(candidate) == old_id:
-            reused = candidate
-            break
-    assert reused is not None, "the interpreter never reused the id; the test cannot check the key"
-    assert _conversation_key(conversation(reused)) != old_key
+    olds = [Image.new("RGB", (8, 8)) for _ in range(500)]
+    old_keys = {id(image): _conversation_key(conversation(image)) for image in olds}
+    assert all(_conversation_key(conversation(image)) == old_keys[id(image)] for image in olds)  # stable
+    del olds
+    news = [Image.new("RGB", (8, 8)) for _ in range(500)]  # CPython gives freed slots to new objects
+    reused = [image for image in news if id(image) in old_keys]
+    assert reused, "the interpreter reused no id; the test cannot check the key"
+    assert all(_conversation_key(conversation(image)) != old_keys[id(image)] for image in reused)
