@@ -95,3 +95,35 @@ def test_component_stats_match_opencvs_default_labelling(side):
         got = _component_stats(mask)
         assert got.shape == want.shape and len(want) > 1
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("peel", [(1, 3), (2, 2)])
+def test_components_found_in_a_masks_bounding_box_equal_those_of_the_whole_view(peel):
+    """The finder filters and labels only a mask's bounding box (plus a margin): the table must be the
+    one the whole view gives, in the same order, wherever the mask lies: a corner, an edge, odd offsets."""
+    import cv2
+
+    from cropper.proposals import _closed_components, _component_stats
+
+    rng = np.random.default_rng(7)
+    side = 96
+    placements = [(0, 0), (0, 61), (61, 0), (33, 47), (70, 70), (5, 88), (1, 1)]
+    for y0, x0 in placements:
+        for density in (0.1, 0.5):
+            mask = np.zeros((side, side), np.uint8)
+            h, w = min(26, side - y0), min(26, side - x0)
+            mask[y0 : y0 + h, x0 : x0 + w] = rng.random((h, w)) < density
+            full = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+            full = cv2.morphologyEx(full, cv2.MORPH_OPEN, np.ones(peel, np.uint8))
+            want = _component_stats(full)[1:]
+            got = _closed_components(mask, peel)
+            assert np.array_equal(got, want), (y0, x0, density)
+    assert _closed_components(np.zeros((side, side), np.uint8), peel).shape == (0, 5)
+
+
+def test_name_codes_of_a_strided_or_non_uint8_array_equal_those_of_a_contiguous_copy():
+    rng = np.random.default_rng(3)
+    view = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    for arr in (view[3:20, 5:31], view.transpose(1, 0, 2), view.astype(np.int64)):
+        assert np.array_equal(name_codes(arr), name_codes(np.ascontiguousarray(arr, dtype=np.uint8)))
+    assert name_codes(view[:0]).shape == (0, 40)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import colorsys
 import functools
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -62,12 +63,12 @@ def name_rgb(rgb) -> str:
 
 def name_pixels(arr: np.ndarray) -> np.ndarray:
     """The colour name of every pixel of an HxWx3 uint8 array (colours quantized to 16 levels per channel)."""
-    return _names_table()[_quantized(arr)]
+    return _names_table().take(_quantized(arr))  # take: half the time of fancy indexing
 
 
 def name_codes(arr: np.ndarray) -> np.ndarray:
     """[H, W] uint8: the index in `PALETTE` of each pixel's colour name (`name_pixels` as small ints)."""
-    return colour_code_table()[_quantized(arr)]
+    return colour_code_table().take(_quantized(arr))
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,6 +79,14 @@ def colour_code_table() -> np.ndarray:
 
 
 def _quantized(arr: np.ndarray) -> np.ndarray:
+    """[H, W] keys r*256 + g*16 + b of the colours at 16 levels per channel.
+
+    A contiguous uint8 image is split into planes by OpenCV and keyed in uint16: about 0.4x the time of
+    int32 arithmetic on the interleaved array (the policy's finder keys every view), the same keys.
+    """
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3 and arr.size and arr.flags.c_contiguous:
+        r, g, b = cv2.split(arr)
+        return ((r >> 4).astype(np.uint16) << 8) | ((g >> 4).astype(np.uint16) << 4) | (b >> 4)
     quant = (arr // 16).astype(np.int32)
     return quant[..., 0] * 256 + quant[..., 1] * 16 + quant[..., 2]
 
