@@ -71,13 +71,20 @@ class OnnxImageSide:
         """True when the last weights seen are served by the graph."""
         return self._graph is not None
 
-    def __call__(self, policy: nn.Module, images: torch.Tensor, question: torch.Tensor):
-        """`(fmap, fine or None)` from the graph, or None: then PyTorch serves this call."""
+    @staticmethod
+    def weights(policy: nn.Module) -> tuple:
+        """What identifies the image half's weights now (`weights_key` over them): a caller may take it
+        on another thread beforehand and pass it to the call."""
+        return weights_key([m for m in (policy.backbone, policy.neck, policy.fusion, policy.fine) if m is not None])
+
+    def __call__(self, policy: nn.Module, images: torch.Tensor, question: torch.Tensor, weights: tuple | None = None):
+        """`(fmap, fine or None)` from the graph, or None: then PyTorch serves this call. `weights`: the
+        policy's `weights(policy)`, taken since its weights last changed (computed here when not given)."""
         if (images.device.type != "cpu" or images.dtype != torch.float32 or question.dtype != torch.float32
                 or not onnx_enabled()):
             return None  # (turned off: no walk over the weights, which the folded backbone makes anyway)
-        parts = [m for m in (policy.backbone, policy.neck, policy.fusion, policy.fine) if m is not None]
-        key = (weights_key(parts), tuple(images.shape[1:]), tuple(question.shape[1:]))
+        key = (weights if weights is not None else self.weights(policy), tuple(images.shape[1:]),
+               tuple(question.shape[1:]))
         with self._lock:
             if key != self._key:
                 self._key, self._calls, self._graph, self._sessions = key, 0, None, {}

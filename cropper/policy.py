@@ -46,7 +46,7 @@ from backends.reader.colours import PALETTE, colour_code_table, name_codes
 from .crop_selection import Decision, more_crops, select_crops
 from .geometry import Box, crop_set
 from .inference_backbone import InferenceBackbone
-from .onnx_image_side import OnnxImageSide
+from .onnx_image_side import OnnxImageSide, onnx_enabled
 from .policy_heads import FUSIONS, CropHeads, FineCues, Neck, apply_deltas, encode_deltas
 from .policy_io import atomic_write, dump_json, sha256_file
 from .proposals import colour_shares, find_proposals
@@ -323,12 +323,14 @@ class CropPolicy(nn.Module):
             scores = scores.masked_fill(~mask, -1e4)
         return PolicyOutput(gate, scores, deltas, boxes)
 
-    def _image_maps(self, images: torch.Tensor, question_emb: torch.Tensor):
-        """The fused feature map and the fine cue map: everything that does not depend on the candidates."""
+    def _image_maps(self, images: torch.Tensor, question_emb: torch.Tensor, weights: tuple | None = None):
+        """The fused feature map and the fine cue map: everything that does not depend on the candidates.
+        `weights`: `OnnxImageSide.weights(self)`, when the caller already took it."""
         if self.training or torch.is_grad_enabled():
             features = self.backbone(images)
         else:
-            maps = self._onnx_image_side(self, images, question_emb)  # warm weights on the CPU: ~0.6x the time
+            # Warm weights on the CPU: ~0.6x the time.
+            maps = self._onnx_image_side(self, images, question_emb, weights)
             if maps is not None:
                 return maps
             # Otherwise the batch-norm-folded copy: same features in ~0.6x the time of the eager backbone.
@@ -395,15 +397,19 @@ class CropPolicy(nn.Module):
         """The gate probability, every candidate's score [C] and (refined) box [C, 4] on the CPU (the fixed
         candidates first), and how many were found in the image; None when the gate is below `stop_below`."""
         dtype = self.heads.score.weight.dtype  # float32 unless the caller converted the policy
+        spare_core = self.device.type != "cpu" or (os.cpu_count() or 1) > 1
+        # The walk over the weights that tells the ONNX graph whether they changed (~0.5 ms) runs on the
+        # other core while this one resizes the image, which leaves that core idle.
+        weights = (_finder_pool().submit(OnnxImageSide.weights, self)
+                   if spare_core and self.device.type == "cpu" and dtype == torch.float32 and onnx_enabled() else None)
         view = self.view(image)
         # The finder (OpenCV, GIL released) runs on the other core while the network's image half runs
         # here: on a 2-core CPU that hides its ~10 ms. (Scoring the fixed candidates while the finder
         # finishes, and the found ones after, measured no faster: three threads on two cores.)
-        spare_core = self.device.type != "cpu" or (os.cpu_count() or 1) > 1
         found = _finder_pool().submit(self._candidates, view) if spare_core else None
         x = self.preprocess(view)[None].to(self.device, dtype)
         q = self._question_vector(question).to(self.device, dtype)
-        maps = self._image_maps(x, q)
+        maps = self._image_maps(x, q, weights.result() if weights is not None else None)
         if stop_below is not None:  # compared as `propose` compares the decision's gate: a Python float
             gate = torch.sigmoid(self.heads.gate_logit(maps[0], q, maps[1])[0].float()).item()
             if gate < stop_below:

@@ -105,6 +105,23 @@ def test_decisions_match_pytorch_and_torch_threads_are_restored(monkeypatch):
     assert np.allclose(served.scores, eager.scores, atol=1e-4) and abs(served.gate - eager.gate) < 1e-5
 
 
+def test_a_weight_change_between_decisions_retires_the_graph(monkeypatch):
+    """`decide` takes the weights' key on the finder's thread while it makes the view: a change made
+    between two decisions must still retire the graph, and the next decision is PyTorch's."""
+    policy = tiny_policy(seed=5).eval()
+    image = sign_image("green")
+    for _ in range(WARM_AFTER):
+        policy.decide(image, QUESTION)
+    assert policy._onnx_image_side.serving
+    with torch.no_grad():
+        policy.fusion.mix[0].weight.mul_(-2.0)
+    changed = policy.decide(image, QUESTION)
+    assert not policy._onnx_image_side.serving
+    monkeypatch.setenv("CROPPER_ONNX", "0")
+    eager = policy.decide(image, QUESTION)
+    assert changed.names == eager.names and changed.scores == eager.scores and changed.gate == eager.gate
+
+
 def test_a_policy_can_be_copied_and_pickled_after_serving():
     policy = tiny_policy(seed=5).eval()
     image = make_image(1)
