@@ -217,6 +217,28 @@ def test_bench_times_the_policy_beside_a_reader_call(tmp_path):
     assert result["image_half"] == "onnxruntime"  # the warm-up made the graph, so the timed calls ran on it
 
 
+def test_bench_takes_turns_between_one_and_two_threads(tmp_path, monkeypatch):
+    """The two thread settings alternate query by query (each first half the time), so the machine's drift
+    weighs on both alike; the caller's setting is given back."""
+    from cropper.bench import QUESTIONS, run_bench
+
+    torch.manual_seed(0)
+    CropPolicy(**TINY).save_pretrained(tmp_path / "p")
+    seen = []
+    real = CropPolicy.propose
+
+    def recording(self, image, question, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(self, image, question, *args, **kwargs)
+
+    monkeypatch.setattr(CropPolicy, "propose", recording)
+    before = torch.get_num_threads()
+    run_bench(str(tmp_path / "p"), repeats=4)
+    timed = seen[len(QUESTIONS) : len(QUESTIONS) + 8]  # after the warm-up, before the reader's calls
+    assert timed == [1, 2, 2, 1, 1, 2, 2, 1]
+    assert torch.get_num_threads() == before
+
+
 def test_cli_evaluate_breaks_the_summary_down_by_kind(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path / "d"), "--n", "6", "--seed", "3", "--mix", "sign,form"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "d" / "data.jsonl").read_text().splitlines()]
