@@ -137,6 +137,22 @@ def test_init_fine_tunes_a_trained_policy_and_keeps_its_network(unlabelled_run, 
         train(data, reader, tmp_path / "tuned", _config(init="default", policy={"k": 3}, grpo=GRPOConfig(steps=0)))
 
 
+def test_grpo_alone_from_a_trained_policy(unlabelled_run, tmp_path, reader):
+    """`--init DIR --sft-epochs 0`: no SFT step (its schedule once divided by zero steps), GRPO's reference is
+    the init itself, and GRPO moves the weights on from it."""
+    data, _, out, _, _, _ = unlabelled_run
+    saved = load_file(out / "model.safetensors")
+    config = _config(init=str(out), sft=SFTConfig(epochs=0, batch_size=4),
+                     grpo=GRPOConfig(steps=1, batch_size=2, group_size=2), eval_target=False)
+    train(data, reader, tmp_path / "grpo_only", config, say=lambda s: None)
+    reference = load_file(tmp_path / "grpo_only" / "sft" / "model.safetensors")
+    assert all(torch.equal(reference[k], saved[k]) for k in saved)
+    tuned = load_file(tmp_path / "grpo_only" / "model.safetensors")
+    assert any(not torch.equal(tuned[k], saved[k]) for k in saved)
+    rows = [json.loads(line) for line in (tmp_path / "grpo_only" / "metrics.jsonl").read_text().splitlines()]
+    assert not any(r.get("stage") == "sft" for r in rows) and any(r.get("stage") == "grpo" for r in rows)
+
+
 def test_resume_continues_from_the_last_checkpoint(tmp_path, reader, monkeypatch):
     data, _ = _dataset(tmp_path / "labelled", with_labels=True)
     out = tmp_path / "run"

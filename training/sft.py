@@ -126,7 +126,7 @@ def train_sft(policy, examples: list[Example], images: ImageStore, config: SFTCo
 
     def lr_factor(i: int) -> float:
         i += start_step  # resuming: the learning rate continues where the checkpoint stopped
-        return min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, i / total)))
+        return min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, i / max(1, total))))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     bar = _bar(total, "SFT", progress, initial=start_step)
