@@ -49,8 +49,8 @@ def find_proposals(view: np.ndarray, max_proposals: int = 96, codes: np.ndarray 
     codes = name_codes(view) if codes is None else codes
     sums, squares = cv2.integral2(gray, sdepth=cv2.CV_64F)  # box sums in O(1): texture per blob
 
-    # Component tables of the salient mask and of each colour present (white, gray, black: the paper
-    # and ink of every page, which text zones cover), in this order: the signs' ranking keeps it on ties.
+    # Component tables of the salient mask and of each colour present but paper and ink, in this order:
+    # the signs' ranking keeps it on ties.
     tables = [_closed_components((contrast > 28).astype(np.uint8), (1, 3))]
     present = np.bincount(codes.ravel(), minlength=len(PALETTE))
     for index in np.flatnonzero((present >= 6) & ~_PAPER_AND_INK):
