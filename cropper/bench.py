@@ -8,7 +8,9 @@ warm-up (the first load and the first calls excluded; by then the network's imag
 one torch thread, the finder and a RoI pass on the other core. The
 reader call is the `policy` strategy's answer on the same image with the crops the policy chose (global
 view + crops, OCR and answering), so the ratio says what share of a zoomed question the policy adds.
-Peak memory is the process's peak resident set size.
+Peak memory is the process's peak resident set size. `machine_reference_ms` is a fixed single-thread
+workload (`reference_workload`), timed between the queries: on a shared host the same code runs up to twice
+as slowly in a busy hour, and this figure tells such an hour from a slower policy when two runs are compared.
 """
 
 from __future__ import annotations
@@ -38,6 +40,23 @@ def _peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
+def reference_workload() -> float:
+    """Seconds for a fixed piece of single-thread work (float32 matrix products, the policy's kind of work):
+    the same on every run, so it measures the machine, not the code."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = torch.linspace(-1.0, 1.0, 192 * 192).view(192, 192)
+        t0 = time.perf_counter()
+        for _ in range(40):
+            a = torch.tanh(a @ a)
+        return time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_bench(policy_dir: str | None = None, repeats: int = 50, image=None) -> dict[str, Any]:
     """Time the policy (1 and 2 threads) and one reader call on a built-in 4000-px scene; see the module doc."""
     import torch
@@ -59,6 +78,7 @@ def run_bench(policy_dir: str | None = None, repeats: int = 50, image=None) -> d
         policy.propose(image, question)
     before = torch.get_num_threads()
     times: dict[int, list[float]] = {1: [], 2: []}
+    reference: list[float] = []
     try:
         # The two settings take turns query by query (each going first half the time), so a minute in
         # which the machine is slower weighs on both alike.
@@ -68,6 +88,8 @@ def run_bench(policy_dir: str | None = None, repeats: int = 50, image=None) -> d
                 t0 = time.perf_counter()
                 policy.propose(image, QUESTIONS[i % len(QUESTIONS)])
                 times[threads].append(time.perf_counter() - t0)
+            if i % 5 == 0:  # sampled through the same minutes as the queries
+                reference.append(reference_workload())
     finally:
         torch.set_num_threads(before)
     latency = {f"{threads}_thread{'s' if threads > 1 else ''}": {
@@ -104,6 +126,7 @@ def run_bench(policy_dir: str | None = None, repeats: int = 50, image=None) -> d
         "reader_call_ms": reader_ms,
         "policy_vs_reader": p50_2 / reader_ms if reader_ms else None,
         "peak_rss_mb": _peak_rss_mb(),
+        "machine_reference_ms": 1000 * statistics.median(reference),
         "repeats": repeats,
     }
 
@@ -118,4 +141,7 @@ def format_bench(result: dict[str, Any]) -> str:
     lines.append(f"  one reader call (global view + crops): {result['reader_call_ms']:.0f} ms")
     lines.append(f"  policy / reader call: {result['policy_vs_reader']:.1%}")
     lines.append(f"  peak memory (RSS): {result['peak_rss_mb']:.0f} MB")
+    if "machine_reference_ms" in result:
+        lines.append(f"  machine reference (fixed single-thread work; higher = a slower hour): "
+                     f"{result['machine_reference_ms']:.1f} ms")
     return "\n".join(lines)

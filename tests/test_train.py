@@ -230,6 +230,7 @@ def test_bench_times_the_policy_beside_a_reader_call(tmp_path):
     assert result["policy_vs_reader"] == pytest.approx(result["policy_latency"]["2_threads"]["p50_ms"]
                                                         / result["reader_call_ms"])
     assert "p50" in format_bench(result)
+    assert result["machine_reference_ms"] > 0 and "machine reference" in format_bench(result)
     assert result["image_half"] == "onnxruntime"  # the warm-up made the graph, so the timed calls ran on it
 
 
@@ -249,10 +250,32 @@ def test_bench_takes_turns_between_one_and_two_threads(tmp_path, monkeypatch):
 
     monkeypatch.setattr(CropPolicy, "propose", recording)
     before = torch.get_num_threads()
-    run_bench(str(tmp_path / "p"), repeats=4)
+    torch.set_num_threads(2)
+    try:
+        run_bench(str(tmp_path / "p"), repeats=4)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
     timed = seen[len(QUESTIONS) : len(QUESTIONS) + 8]  # after the warm-up, before the reader's calls
-    assert timed == [1, 2, 2, 1, 1, 2, 2, 1]
-    assert torch.get_num_threads() == before
+    assert timed == [1, 2, 2, 1, 1, 2, 2, 1]  # the machine reference (1 thread) between them changes none
+    assert after == 2  # the caller's setting is given back
+
+
+def test_the_machine_reference_runs_on_one_thread_and_gives_the_callers_back(monkeypatch):
+    from cropper.bench import reference_workload
+
+    before = torch.get_num_threads()
+    seen = []
+    real = torch.tanh
+    monkeypatch.setattr(torch, "tanh", lambda x: (seen.append(torch.get_num_threads()), real(x))[1])
+    torch.set_num_threads(2)
+    try:
+        assert reference_workload() > 0
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert set(seen) == {1} and len(seen) == 40
+    assert after == 2
 
 
 def test_cli_evaluate_breaks_the_summary_down_by_kind(tmp_path, capsys):
