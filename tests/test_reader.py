@@ -175,6 +175,22 @@ def test_a_garbled_word_elsewhere_on_a_line_does_not_hide_the_answer():
 
 
 
+def test_a_view_that_reads_on_after_the_anchor_beats_the_next_line_of_another():
+    """A crop's edge in the gap after the anchor leaves a whole-looking line that ends at it ("ridge granite
+    satchel"); the line to its right is then a later word of the text (heldout11 item s11-000022-0 answered
+    "engine"). Another view that reads the anchor's own next word ("fjord") wins."""
+    from backends.reader.answering import _after_anchor
+
+    ends = sharp_line("ridge granite satchel", box=(0.17, 0.35, 0.43, 0.37))
+    right = sharp_line("engine", box=(0.58, 0.35, 0.66, 0.37))
+    reads_on = sharp_line("granite satchel fjord py", [("granite", 0.95), ("satchel", 0.95), ("fjord", 0.95),
+                                                       ("py", 0.3)], box=(0.27, 0.35, 0.52, 0.37))
+    views = [ends.view]
+    assert _after_anchor("granite satchel", views, [ends, right, reads_on], key_value=False).answer == "fjord"
+    # With no view reading on, the line to the right still gives the word that continues the text.
+    assert _after_anchor("granite satchel", views, [ends, right], key_value=False).answer == "engine"
+
+
 def test_a_crop_that_splits_a_sign_between_letters_does_not_beat_the_whole_reading(reader):
     from training.synth import make_scene
 

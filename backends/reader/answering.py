@@ -179,6 +179,7 @@ def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_val
     # A sharp line counts when the words that matter are read well, even if another word on it is not (a
     # word cut by a crop's edge, a garbled neighbour); a blurry line must be read well throughout.
     lines = sorted((s for s in seen if s.readable or _scale(s.view) >= FULL_RES), key=lambda s: (s.cut, -s.line.height))
+    ends_at_anchor = []
     for s in lines:
         found = _word_after(s.text, anchor, key_value)
         if found is None:
@@ -187,8 +188,11 @@ def _after_anchor(anchor: str, views: list[ViewInput], seen: list[Seen], key_val
         confident = s.line.span_score(start, end) >= READ_SCORE
         if value and confident:
             return Outcome(answer=value)
-        if value or not confident:  # a poorly read answer; or the anchor ends the line, itself poorly read
-            continue
+        if not value and confident:
+            ends_at_anchor.append(s)
+    # Only when no view reads the answer on the anchor's own line: a line may end at the anchor because a
+    # crop's edge fell in the gap after it (so it does not look cut) while another view reads on.
+    for s in ends_at_anchor:
         nxt = _line_to_the_right(s, lines) or (None if key_value else _line_below(s, lines))
         if nxt is None or not nxt.text.split():
             continue
