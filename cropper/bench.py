@@ -3,11 +3,11 @@
 The policy's latency is measured end to end as a user pays it (`policy.propose(image, question)`: resize of
 the original image, question embedding from the cache, the network, the ranking), with the caller's torch
 set to 1 and to 2 threads (taking turns query by query), p50/p90 over `repeats` queries each after a
-warm-up (the first load and the first calls excluded; by then the network's image half runs on ONNX Runtime, see `cropper.onnx_image_side`, and
-`image_half` says which served). A query schedules its own work on two cores either way: the network on
-one torch thread, the finder and a RoI pass on the other core. The
-reader call is the `policy` strategy's answer on the same image with the crops the policy chose (global
-view + crops, OCR and answering), so the ratio says what share of a zoomed question the policy adds.
+warm-up (the first load and the first calls excluded; by then the network's image half runs on ONNX
+Runtime, see `cropper.onnx_image_side`, and `image_half` says which served). A query schedules its own
+work on two cores either way: the network on one torch thread, the finder and a RoI pass on the other
+core. The reader call is the `policy` strategy's answer on the same image with the crops the policy chose
+(global view + crops, OCR and answering), so the ratio says what share of a zoomed question the policy adds.
 Peak memory is the process's peak resident set size. `machine_reference_ms` is a fixed single-thread
 workload (`reference_workload`), timed between the queries: on a shared host the same code runs up to twice
 as slowly in a busy hour, and this figure tells such an hour from a slower policy when two runs are compared.
