@@ -144,6 +144,8 @@ class TransformersBackend:
 
     def generate(self, messages: list[Message], tools: list[ToolSpec] | None = None, **options: Any) -> Reply:
         """Run the model on a conversation; tool calls are parsed from the output when `tools` are offered."""
+        if options.pop("tool_choice", None) == "none":
+            tools = None  # the neutral "no call this turn": a local model is simply not offered the tools
         torch = self._torch
         prompt, images = self.render(messages, tools)
         inputs = self.processor(text=[prompt], images=[images] if images else None, return_tensors="pt")

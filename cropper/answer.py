@@ -14,6 +14,8 @@ from .geometry import Box
 class Answer:
     """The model's answer plus the crops used, visual tokens, pixels, latency and the raw replies.
 
+    `crops` are normalized boxes of the image each came from; `crop_images[i]` says which image of the
+    message (0-based) crop i was cut from (always 0 with one image).
     `visual_tokens` counts every distinct view the model was shown once (global view + crops), under the
     backend's token model; `input_tokens`/`output_tokens` add up what the provider reported over all
     calls (a multi-round tool conversation re-sends earlier views, so they can exceed it).
@@ -31,6 +33,7 @@ class Answer:
     output_tokens: int | None = None
     replies: list[Reply] = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)
+    crop_images: list[int] = field(default_factory=list)  # for each crop, the 0-based image it was cut from
 
     def __str__(self) -> str:
         return self.text
@@ -41,6 +44,7 @@ class Answer:
             "answer": self.text,
             "strategy": self.strategy,
             "crops": [b.to_list() for b in self.crops],
+            "crop_images": list(self.crop_images),
             "visual_tokens": self.visual_tokens,
             "pixels": self.pixels,
             "latency_s": round(self.latency_s, 3),

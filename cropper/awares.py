@@ -4,7 +4,8 @@ The released AwaRes model (`Kimhi/AWARES-Qwen2.5-VL-7B`, a Qwen2.5-VL-7B fine-tu
 code NimrodShabtay/AwaRes) does not use tool calls. Its evaluation plugin (`lmms_eval/qwen2_5_vl_awares.py`)
 runs this conversation, which `protocol="awares"` reproduces:
 
-1. system: `AWARES_SYSTEM_PROMPT` (the plugin's text, its typos included: the model was evaluated with it);
+1. system: `AWARES_SYSTEM_PROMPT` (the plugin's text, its typos included: the model was evaluated with it;
+   `AWARES_README_PROMPT`, the repository README's wording, with `prompt="readme"`);
 2. user: the low-resolution view (the image resized to half its side, LANCZOS) and the question;
 3. if the reply contains `GET_CROPS: [...]` with crop ids '0'-'8' (or 'all'): the reply as an assistant
    turn, then one user turn holding only the requested crops at full resolution (no captions), and the
@@ -31,7 +32,8 @@ from .geometry import AWARES9, FULL, Box
 from .planning import fit_crop
 from .tokens import TokenModel
 
-__all__ = ["AWARES_CROP_IDS", "AWARES_SYSTEM_PROMPT", "parse_get_crops", "run_awares", "awares_low_view"]
+__all__ = ["AWARES_CROP_IDS", "AWARES_PROMPTS", "AWARES_README_PROMPT", "AWARES_SYSTEM_PROMPT", "parse_get_crops",
+           "run_awares", "awares_low_view"]
 
 #: Crop ids of the protocol -> cropper's boxes (the plugin's CROPS_MAP, in its order).
 AWARES_CROP_IDS: dict[str, Box] = {
@@ -42,13 +44,27 @@ AWARES_CROP_IDS: dict[str, Box] = {
 _CROPS_MAP = {"0": "top-left", "1": "top-right", "2": "bottom-left", "3": "bottom-right", "4": "center", "5": "top",
               "6": "bottom", "7": "left", "8": "right", "all": "all"}
 
-#: The plugin's system prompt, verbatim (`INDS_NOT_WORDS=True`), with the crop map as Python prints it.
+#: The plugin's system prompt, verbatim: `lmms_eval/qwen2_5_vl_awares.py` of NimrodShabtay/AwaRes (commit
+#: 2121cde), the `INDS_NOT_WORDS = True` branch (its default), with the crop map as Python prints it. Note
+#: `GET_CROPS [<crop_number>]`: a space, no colon (the plugin's parser takes `GET_CROPS:?[...]`).
 AWARES_SYSTEM_PROMPT = (
     "You are a vision-language model that analyzes images and answers questions about them. If the image "
-    "resolution is too low for accurate analysis, respond with GET_CROPS: [<crop_number>] to get a higher "
+    "resolution is too low for accurate analysis, respond with GET_CROPS [<crop_number>] to get a higher "
     "resolution version, the avalible <crop_numbers> and their corresponding area of the high resolution image "
     f"are {_CROPS_MAP} ,otherwise provide your answer."
 )
+
+#: The README's wording of the same prompt (its quick-start `SYSTEM_PROMPT`, whose map has no 'all').
+AWARES_README_PROMPT = (
+    "You are a vision-language model that analyzes images and answers questions about them. "
+    "If the image resolution is too low for accurate analysis, respond with GET_CROPS: "
+    "followed by a list of crop numbers in square brackets (e.g., GET_CROPS: ['3'] or "
+    "GET_CROPS: ['0', '5']), where the available crop numbers and their corresponding "
+    f"areas are { {k: v for k, v in _CROPS_MAP.items() if k != 'all'} }, otherwise provide your answer."
+)
+
+#: `prompt=` names for `run_awares` (and `StrategyConfig.awares_prompt`).
+AWARES_PROMPTS = {"plugin": AWARES_SYSTEM_PROMPT, "readme": AWARES_README_PROMPT}
 
 _GET_CROPS = re.compile(r"GET_CROPS\s*:?\s*\[([^\]]*)\]", re.I)
 _ID = re.compile(r"all|\d+", re.I)
@@ -86,13 +102,24 @@ def awares_low_view(image: Image.Image) -> Image.Image:
     return image.resize((max(1, image.width // 2), max(1, image.height // 2)), Image.LANCZOS)
 
 
+def _effective_pixels(token_model: TokenModel, w: int, h: int) -> int:
+    ew, eh = token_model.effective_size(w, h)
+    return ew * eh
+
+
 def run_awares(backend, token_model: TokenModel, image: Image.Image, question: str, budget: int | None = None,
-               crop_side: int | None = None, prefix: list[Message] | None = None, options: dict | None = None) -> Answer:
-    """One AwaRes conversation (see the module docstring); the visual tokens count every view sent once."""
+               crop_side: int | None = None, prefix: list[Message] | None = None, options: dict | None = None,
+               prompt: str = "plugin") -> Answer:
+    """One AwaRes conversation (see the module docstring); the visual tokens count every view sent once.
+
+    `prompt`: "plugin" (the evaluation plugin's system prompt, the default) or "readme" (the README's).
+    """
+    if prompt not in AWARES_PROMPTS:
+        raise ValueError(f"unknown AwaRes prompt {prompt!r}; choose one of {', '.join(AWARES_PROMPTS)}")
     started = time.perf_counter()
     options = dict(options or {})
     low = awares_low_view(image)
-    messages = [Message("system", [TextPart(AWARES_SYSTEM_PROMPT)]), *(prefix or []),
+    messages = [Message("system", [TextPart(AWARES_PROMPTS[prompt])]), *(prefix or []),
                 Message("user", [ImagePart(low), TextPart(question)])]
     sizes = [low.size]
     spent = token_model.count(*low.size)
@@ -127,8 +154,6 @@ def run_awares(backend, token_model: TokenModel, image: Image.Image, question: s
             replies.append(reply)
             input_tokens = add_usage(input_tokens, reply.usage.input_tokens)
             output_tokens = add_usage(output_tokens, reply.usage.output_tokens)
-    from .strategies import _effective_pixels  # lazy: strategies imports this module when the protocol is used
-
     pixels = sum(_effective_pixels(token_model, w, h) for w, h in sizes)
     return Answer(text=(reply.text or "").strip(), strategy="tool", crops=crops, visual_tokens=spent, pixels=pixels,
                   latency_s=time.perf_counter() - started, rounds=rounds, view_sizes=sizes, input_tokens=input_tokens,

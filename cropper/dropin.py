@@ -1,23 +1,30 @@
 """The drop-in path: `ZoomWrapper(openai.OpenAI())` still answers `client.chat.completions.create(...)`.
 
-The wrapper intercepts exactly the one call that carries images (`chat.completions.create` for OpenAI,
-`messages.create` for Anthropic), zooms the last image of the last user message that has one, runs the
-strategy through the user's own client, and returns the SDK's own response object (the final one of a
-tool conversation). Requests without images, streaming requests and everything else are forwarded
-untouched. The `Answer` of the last call is on `wrapper.last_answer` and on `response.cropper`
-(a dict) where the SDK's model allows extra attributes.
+The wrapper intercepts the calls that carry images (`chat.completions.create` and `.parse` for OpenAI;
+`messages.create` and `beta.messages.create` for Anthropic), zooms the images of the last user message
+that has any, runs the strategy through the user's own client, and returns the SDK's own response object
+(the final one of a tool conversation). Everything else in the request goes to the provider as the caller
+wrote it: earlier turns and their images (not re-encoded), blocks we do not model, the caller's own tools,
+thinking blocks, `cache_control`. Requests without images, strategy `full` and every other method are
+forwarded untouched; what is passed through unzoomed is said once at INFO on the "cropper" logger.
+
+Unless the wrapper was given a `budget`, a zoomed request never costs more visual tokens than the plain
+one would (the caller's `detail` included): the plain cost is the budget, and where even the global view
+costs that much the request goes through unchanged. The `Answer` of the last call is on
+`wrapper.last_answer` and on `response.cropper` (a dict) where the SDK's model allows extra attributes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
 from backends.base import BackendError
-from backends.messages import ImagePart, Message
 
-from .images import load_image
+from .planning import plan_views
+from .zoom_request import ZoomRequest
 
 logger = logging.getLogger("cropper")
 
@@ -34,29 +41,42 @@ def client_kind(target: Any) -> str | None:
 
 
 def attach(wrapper: Any, kind: str) -> None:
-    """Install the intercepting attribute (`chat` or `messages`) on the wrapper."""
+    """Install the intercepting attributes (`chat`, or `messages` and `beta`) on the wrapper."""
+    is_async = kind.endswith("async")
+    client = wrapper.client
     if kind.startswith("openai"):
-        wrapper.chat = _Forward(wrapper.client.chat, completions=_OpenAICompletions(wrapper, kind.endswith("async")))
+        completions = _OpenAICompletions(wrapper, client.chat.completions, is_async)
+        wrapper.chat = _Forward(client.chat, completions=completions)
+        if hasattr(client, "responses"):
+            wrapper.responses = _Passthrough(wrapper, client.responses, "responses")
     else:
-        wrapper.messages = _AnthropicMessages(wrapper, kind.endswith("async"))
+        wrapper.messages = _AnthropicMessages(wrapper, client.messages, is_async, beta=False)
+        beta = getattr(client, "beta", None)
+        if beta is not None and hasattr(beta, "messages"):
+            wrapper.beta = _Forward(beta, messages=_AnthropicMessages(wrapper, beta.messages, is_async, beta=True))
 
 
-def backend_for(wrapper: Any, model: str) -> Any:
-    """A backend over the user's own client for `model` (cached per model)."""
+def backend_for(wrapper: Any, model: str, method: str = "create") -> Any:
+    """A backend over the user's own client for `model` and SDK `method` (cached per model and method).
+
+    `method` is "create" or "parse" (OpenAI `chat.completions.parse`), or "beta" (Anthropic
+    `beta.messages.create`).
+    """
     cache = wrapper.__dict__.setdefault("_dropin_backends", {})
-    if model not in cache:
+    key = (model, method)
+    if key not in cache:
         # Honour the retry count the user set on their own client.
         retries = getattr(wrapper.client, "max_retries", None)
         extra = {"max_retries": retries} if isinstance(retries, int) else {}
-        if wrapper._client_kind.startswith("openai"):
+        if wrapper.client_kind.startswith("openai"):
             from backends.openai_api import OpenAIBackend
 
-            cache[model] = OpenAIBackend(model=model, client=wrapper.client, **extra)
+            cache[key] = OpenAIBackend(model=model, client=wrapper.client, method=method, **extra)
         else:
             from backends.anthropic_api import AnthropicBackend
 
-            cache[model] = AnthropicBackend(model=model, client=wrapper.client, **extra)
-    return cache[model]
+            cache[key] = AnthropicBackend(model=model, client=wrapper.client, beta=method == "beta", **extra)
+    return cache[key]
 
 
 class _Forward:
@@ -68,6 +88,29 @@ class _Forward:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target, name)
+
+
+def _say_once(wrapper: Any, what: str, why: str) -> None:
+    """Log at INFO, once per wrapper and reason, that a call went to the provider unzoomed."""
+    said = wrapper.__dict__.setdefault("_dropin_said", set())
+    if (what, why) not in said:
+        said.add((what, why))
+        logger.info("cropper: %s passed through unzoomed: %s", what, why)
+
+
+class _Passthrough(_Forward):
+    """An SDK resource the wrapper does not zoom (yet): every call goes to the client, said once at INFO."""
+
+    def __init__(self, wrapper: Any, target: Any, name: str):
+        super().__init__(target)
+        self._wrapper = wrapper
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._target, attr)
+        if callable(value) and not attr.startswith("_"):
+            _say_once(self._wrapper, f"{self._name}.{attr}", "this method is not zoomed by cropper")
+        return value
 
 
 def _plain(value: Any) -> Any:
@@ -85,64 +128,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _neutral(convert, messages, **kwargs) -> list[Message] | None:
-    """The neutral form of the caller's messages, or None to pass the request through unchanged.
-
-    A remote image URL is never fetched here (no network side effects in a wrapper): such a request goes
-    to the provider as it was.
-    """
-    try:
-        return convert(_plain(list(messages)), **kwargs)
-    except ValueError as exc:
-        logger.info("cropper: passing the request through unzoomed: %s", exc)
-        return None
-
-
-def _find_image(messages: list[Message]) -> tuple[int, int] | None:
-    """(message index, part index) of the last image in the last user message that has images."""
-    for mi in range(len(messages) - 1, -1, -1):
-        message = messages[mi]
-        if message.role == "user":
-            for pi in range(len(message.content) - 1, -1, -1):
-                if isinstance(message.content[pi], ImagePart):
-                    return mi, pi
-    return None
-
-
-def _split(messages: list[Message]) -> tuple[list[Message], Any, str] | None:
-    """(prefix, image, question) for the zoomed message, or None when there is nothing to zoom."""
-    found = _find_image(messages)
-    if found is None:
-        return None
-    mi, pi = found
-    message = messages[mi]
-    # Other images of that message stay as they were, ahead of the zoomed views.
-    others = [p for i, p in enumerate(message.content) if isinstance(p, ImagePart) and i != pi]
-    prefix = messages[:mi] + ([Message("user", others)] if others else [])
-    if mi + 1 < len(messages):
-        # Turns after the image message (rare): keep them by folding them into the question.
-        tail = "\n".join(m.text for m in messages[mi + 1 :] if m.text)
-        question = f"{message.text}\n{tail}".strip()
-    else:
-        question = message.text
-    return prefix, load_image(message.content[pi].image), question
-
-
-def _run(wrapper: Any, backend: Any, prefix, image, question: str, options: dict, is_async: bool):
-    if wrapper.strategy == "tool":
-        # The zoom tool replaces the caller's tools for this request: one tool protocol at a time.
-        options = {k: v for k, v in options.items() if k not in ("tools", "tool_choice")}
-    if is_async:
-        from .wrapper import LoopBridge
-
-        async def go():
-            bridge = LoopBridge(backend, asyncio.get_running_loop())
-            return await asyncio.to_thread(wrapper.run, bridge, image, question, prefix=prefix, options=options)
-
-        return go()
-    return wrapper.run(backend, image, question, prefix=prefix, options=options)
-
-
 def _finish(answer) -> Any:
     response = answer.replies[-1].raw
     try:
@@ -158,58 +143,131 @@ def _unwrap(exc: BackendError) -> BaseException:
 
 
 class _Intercept(_Forward):
-    """The intercepted `create`: zoom when the request has an image, else forward it untouched."""
+    """The intercepted methods: zoom when the request has an image, else forward it untouched."""
+
+    method_names = ("create",)
 
     def __init__(self, target: Any, wrapper: Any, is_async: bool):
         super().__init__(target)
         self._wrapper = wrapper
         self._is_async = is_async
 
-    def _to_neutral(self, messages, kwargs) -> list[Message] | None:
+    # provider hooks
+    label = ""
+
+    def _neutral(self, messages: Any) -> list:
         raise NotImplementedError
 
-    def create(self, *, messages, model, **kwargs):
-        """The SDK's create, with the last image of the last user message zoomed."""
-        wrapper = self._wrapper
-        split = None
-        if not kwargs.get("stream") and wrapper.strategy != "full":
-            neutral = self._to_neutral(messages, kwargs)
-            split = _split(neutral) if neutral is not None else None
-        if split is None:
-            return self._target.create(messages=messages, model=model, **kwargs)
-        kwargs.pop("system", None)  # Anthropic's system prompt is now part of the neutral prefix
-        backend = backend_for(wrapper, model)
-        try:
-            result = _run(wrapper, backend, *split, kwargs, self._is_async)
-        except BackendError as exc:
-            raise _unwrap(exc) from None
-        if not self._is_async:
-            return _finish(result)
+    def _backend_method(self, method: str) -> str:
+        return method
 
-        async def finish():
+    def _zoom_request(self, messages: Any, kwargs: dict[str, Any]) -> tuple[ZoomRequest | None, str]:
+        """The request to zoom, or (None, why not)."""
+        try:
+            neutral = self._neutral(messages)
+        except ValueError as exc:
+            return None, str(exc)
+        request = ZoomRequest.find(neutral, kwargs.get("tools"))
+        if request is None:
+            return None, "no image to zoom in the request"
+        try:
+            request.images  # noqa: B018 - decode them now: an unreadable image is the caller's to see, unzoomed
+        except ValueError as exc:
+            return None, f"an image could not be read ({exc})"
+        return request, ""
+
+    def _config(self, backend: Any, request: ZoomRequest) -> Any:
+        """The strategy settings for this request, or None when zooming cannot beat the plain request."""
+        wrapper = self._wrapper
+        config = wrapper.config
+        if config.budget is not None:
+            return config  # the caller set the budget: theirs, even above the plain request's cost
+        token_model = wrapper.token_model_for(backend)
+        plain = sum(token_model.count(img.width, img.height, detail)
+                    for img, detail in zip(request.images, request.details, strict=True))
+        smallest = sum(plan_views(img, [], token_model, global_side=config.global_side, budget=plain, detail=detail).tokens
+                       for img, detail in zip(request.images, request.details, strict=True))
+        if smallest >= plain:
+            return None
+        return dataclasses.replace(config, budget=plain)
+
+    def _call(self, method: str, kwargs: dict[str, Any]):
+        wrapper = self._wrapper
+        messages, model = kwargs.get("messages"), kwargs.get("model")
+        forward = getattr(self._target, method)
+        what = f"{self.label}.{method}"
+        if wrapper.strategy == "full":
+            return forward(**kwargs)
+        if kwargs.get("stream"):
+            _say_once(wrapper, what, "streaming requests are not zoomed yet")
+            return forward(**kwargs)
+        request, why = self._zoom_request(messages, kwargs)
+        if request is None:
+            _say_once(wrapper, what, why)
+            return forward(**kwargs)
+        backend = backend_for(wrapper, model, self._backend_method(method))
+        config = self._config(backend, request)
+        if config is None:
+            _say_once(wrapper, what, "the image is already small: a zoomed view would cost as much as the plain one")
+            return forward(**kwargs)
+        options = {k: v for k, v in kwargs.items() if k not in ("messages", "model", "tools")}
+        if wrapper.strategy == "tool" and config.protocol == "awares" and len(request.images) != 1:
+            _say_once(wrapper, what, "the AwaRes protocol zooms one image per request")
+            return forward(**kwargs)
+        return self._run(backend, request, config, options)
+
+    def _run(self, backend, request: ZoomRequest, config, options: dict[str, Any]):
+        wrapper = self._wrapper
+        if not self._is_async:
             try:
-                return _finish(await result)
+                return _finish(wrapper.run(backend, request=request, options=options, config=config))
             except BackendError as exc:
                 raise _unwrap(exc) from None
 
-        return finish()
+        from .wrapper import LoopBridge
+
+        async def go():
+            bridge = LoopBridge(backend, asyncio.get_running_loop())
+            try:
+                answer = await asyncio.to_thread(wrapper.run, bridge, request=request, options=options, config=config)
+            except BackendError as exc:
+                raise _unwrap(exc) from None
+            return _finish(answer)
+
+        return go()
+
+    def create(self, **kwargs):
+        """The SDK's create, with the images of the last user message zoomed."""
+        return self._call("create", kwargs)
 
 
 class _OpenAICompletions(_Intercept):
-    def __init__(self, wrapper: Any, is_async: bool):
-        super().__init__(wrapper.client.chat.completions, wrapper, is_async)
+    label = "chat.completions"
 
-    def _to_neutral(self, messages, kwargs):
+    def __init__(self, wrapper: Any, target: Any, is_async: bool):
+        super().__init__(target, wrapper, is_async)
+
+    def _neutral(self, messages):
         from backends.openai_wire import from_openai_messages
 
-        return _neutral(from_openai_messages, messages)
+        return from_openai_messages(_plain(list(messages or [])), keep_wire=True)
+
+    def parse(self, **kwargs):
+        """The SDK's `parse` (structured output), with the images zoomed; every round goes through `parse`."""
+        return self._call("parse", kwargs)
 
 
 class _AnthropicMessages(_Intercept):
-    def __init__(self, wrapper: Any, is_async: bool):
-        super().__init__(wrapper.client.messages, wrapper, is_async)
+    def __init__(self, wrapper: Any, target: Any, is_async: bool, beta: bool):
+        super().__init__(target, wrapper, is_async)
+        self._beta = beta
+        self.label = "beta.messages" if beta else "messages"
 
-    def _to_neutral(self, messages, kwargs):
+    def _neutral(self, messages):
         from backends.anthropic_wire import from_anthropic_messages
 
-        return _neutral(from_anthropic_messages, messages, system=_plain(kwargs.get("system")))
+        # The caller's `system` stays an option: the backend sends it after ours, as the caller wrote it.
+        return from_anthropic_messages(_plain(list(messages or [])), keep_wire=True)
+
+    def _backend_method(self, method: str) -> str:
+        return "beta" if self._beta else method

@@ -33,8 +33,28 @@ class Plan:
         return ([self.global_view] if self.global_view else []) + self.crops
 
 
-def view_tokens(view: View, token_model: TokenModel) -> int:
-    return token_model.count(view.image.width, view.image.height)
+def view_tokens(view: View, token_model: TokenModel, detail: str | None = None) -> int:
+    """Visual tokens of one view under `token_model` (at OpenAI `detail`, where it applies)."""
+    return token_model.count(view.image.width, view.image.height, detail)
+
+
+#: A view is shrunk to the size the provider processes only when that drops more than this share of its
+#: pixels: below it the provider's resize is a rounding (Qwen's 28-px grid), not a loss worth the resample.
+_AS_USED_SLACK = 0.02
+
+
+def as_used(view: View, token_model: TokenModel, detail: str | None = None) -> View:
+    """`view` at the size the provider will process it at (its token model's `effective_size`).
+
+    The provider would downscale a larger image itself: sending it at that size costs the same tokens
+    and shows the model the same pixels, for far fewer bytes (a 3000x2000 crop for Claude is 1.2 MP as
+    used, not 6 MP; a 12000x1000 crop is under Anthropic's 8000-px side limit once shrunk).
+    """
+    w, h = view.image.size
+    ew, eh = token_model.effective_size(w, h, detail)
+    if ew > w or eh > h or ew * eh >= (1 - _AS_USED_SLACK) * w * h:
+        return view
+    return View(view.box, view.image.resize((ew, eh), Image.Resampling.LANCZOS))
 
 
 def render_crop(image: Image.Image, box: Box, max_side: int | None = None) -> View:
@@ -42,22 +62,23 @@ def render_crop(image: Image.Image, box: Box, max_side: int | None = None) -> Vi
     return render(image, box, max_side=max_side)
 
 
-def fit_crop(image: Image.Image, box: Box, token_model: TokenModel, budget: int | None, max_side: int | None = None) -> View | None:
-    """The largest rendering of `box` costing at most `budget` tokens (None: nothing fits)."""
+def fit_crop(image: Image.Image, box: Box, token_model: TokenModel, budget: int | None, max_side: int | None = None,
+             detail: str | None = None) -> View | None:
+    """The largest rendering of `box` costing at most `budget` tokens (None: nothing fits), as the provider uses it."""
     view = render_crop(image, box, max_side)
-    if budget is None or view_tokens(view, token_model) <= budget:
-        return view
+    if budget is None or view_tokens(view, token_model, detail) <= budget:
+        return as_used(view, token_model, detail)
     hi = max(view.image.size)
     lo = MIN_CROP_SIDE
     best = None
     while lo <= hi:  # binary search on the long side: token counts are monotone in size
         mid = (lo + hi) // 2
         candidate = render_crop(image, box, mid)
-        if view_tokens(candidate, token_model) <= budget:
+        if view_tokens(candidate, token_model, detail) <= budget:
             best, lo = candidate, mid + 1
         else:
             hi = mid - 1
-    return best
+    return None if best is None else as_used(best, token_model, detail)
 
 
 def plan_views(
@@ -68,13 +89,19 @@ def plan_views(
     global_side: int | None = 1024,
     crop_side: int | None = None,
     budget: int | None = None,
+    detail: str | None = None,
 ) -> Plan:
-    """The global view (unless `global_side` is None) plus `boxes` as crops, within `budget` tokens."""
+    """The global view (unless `global_side` is None) plus `boxes` as crops, within `budget` tokens.
+
+    `detail` is the OpenAI detail the views will be sent with (the caller's), which sets their cost.
+    """
     glob = global_view(image, global_side) if global_side else None
     if budget is not None and glob is not None:
-        while view_tokens(glob, token_model) > budget and max(glob.size) > MIN_GLOBAL_SIDE:
+        while view_tokens(glob, token_model, detail) > budget and max(glob.size) > MIN_GLOBAL_SIDE:
             glob = global_view(image, max(MIN_GLOBAL_SIDE, int(max(glob.size) * 0.8)))
-    spent = view_tokens(glob, token_model) if glob else 0
+    if glob is not None:
+        glob = as_used(glob, token_model, detail)
+    spent = view_tokens(glob, token_model, detail) if glob else 0
     crops: list[View] = []
     if boxes:
         remaining = None if budget is None else budget - spent
@@ -83,11 +110,11 @@ def plan_views(
             share = None if remaining is None else remaining // (len(boxes) - i)
             if share is not None and share <= 0:
                 break
-            view = fit_crop(image, box, token_model, share, crop_side)
+            view = fit_crop(image, box, token_model, share, crop_side, detail)
             if view is None:
                 continue
             crops.append(view)
             if remaining is not None:
-                remaining -= view_tokens(view, token_model)
-    tokens = spent + sum(view_tokens(v, token_model) for v in crops)
+                remaining -= view_tokens(view, token_model, detail)
+    tokens = spent + sum(view_tokens(v, token_model, detail) for v in crops)
     return Plan(glob, crops, tokens)

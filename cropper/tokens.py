@@ -7,7 +7,9 @@ image alone (no message overhead). Used for budgets, A/B reports and costs.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -17,12 +19,30 @@ __all__ = [
     "OpenAIPatchModel",
     "AnthropicModel",
     "QwenVLModel",
+    "GeminiModel",
     "token_model_for",
     "visual_tokens",
     "KNOWN_PROVIDERS",
 ]
 
 _EPS = 1e-9  # guards floor() against float noise such as 1055.9999999 for an exact 1056
+
+logger = logging.getLogger("cropper")
+_WARNED: set[str] = set()  # model names already warned about in this process
+
+
+def _warn_guessed_rule(model: str, rule: str) -> None:
+    """Warn once per model name per process that ``model`` is counted with a guessed ``rule``."""
+    if model in _WARNED:
+        return
+    _WARNED.add(model)
+    logger.warning(
+        "no documented visual-token rule is known for model %r; counting its images with %s. If that is wrong, "
+        "pass the right one: ZoomWrapper(..., token_model=...) (e.g. a cropper.tokens.OpenAIPatchModel, "
+        "AnthropicModel, GeminiModel or QwenVLModel).",
+        model,
+        rule,
+    )
 
 
 def _check_size(width: int, height: int) -> None:
@@ -234,6 +254,99 @@ def _smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pix
     return h_bar, w_bar
 
 
+# Google Gemini (Gemini API, also through its OpenAI-compatible endpoint).
+# Gemini 1.5/2.x: https://ai.google.dev/gemini-api/docs/image-understanding ("Token calculation"):
+# "Gemini 2.0 Flash and Gemini 2.5 Flash/Pro: 258 tokens if both dimensions <= 384 pixels. Larger images are tiled
+# into 768x768 pixel tiles, each costing 258 tokens." "A rough formula for calculating the number of tiles is as
+# follows: Calculate the crop unit size which is roughly: floor(min(width, height) / 1.5). Divide each dimension by
+# the crop unit size and multiply together to get the number of tiles. For example, for an image of dimensions
+# 960x540 would have a crop unit size of 360. Divide each dimension by 360 and the number of tile is 3 * 2 = 6."
+# (the example rounds each quotient up: 960/360 -> 3, 540/360 -> 2). For 1.5 the same page says: "Larger images
+# are tiled (min tile 256px, max 768px, resized to 768x768)"; its January 2025 revision also has "Gemini 1.0 Pro
+# Vision: Each image accounts for 258 tokens." (https://ai.google.dev/gemini-api/docs/tokens says more broadly
+# "Prior to Gemini 2.0, images used a fixed 258 tokens"; the image page's per-model text is followed here, so
+# 1.5 uses tiles and only 1.0 is flat.) The 2.x text gives no bounds; the 1.5 floor of 256 px is kept for 2.x
+# too (not documented for 2.x), so an image whose short side is under 384 px, where floor(short/1.5) would reach 0
+# or cut a thin strip into hundreds of tiles, gets tiles of at least 256 px.
+# Gemini 3: https://ai.google.dev/gemini-api/docs/gemini-3 ("Media resolution"): "The media_resolution parameter
+# determines the maximum number of tokens allocated per input image or video frame", recommended for images:
+# "media_resolution_high | 1120"; levels are set per part or globally ("global not available for ultra high"),
+# details at https://ai.google.dev/gemini-api/docs/media-resolution. Per-image values from Vertex AI's Gemini 3
+# guide (https://cloud.google.com/vertex-ai/generative-ai/docs/start/get-started-with-gemini-3, "Tokens" table):
+# "MEDIA_RESOLUTION_UNSPECIFIED (DEFAULT) | 1120", LOW 280, MEDIUM 560, HIGH 1120. ultra_high = 2240 is not in
+# the tables consulted here; it is as reported by third parties (SDK docs, release-note summaries). The budget does
+# not depend on the image size, so `count` returns it as is (the pages call it a maximum: a small image may be
+# billed less). No page documents a pixel resize for either rule, so `effective_size` returns the input size
+# unchanged (the tiles are crops of the image, each scaled to 768x768; Gemini 3's own resize is undocumented).
+_GEMINI3_BUDGETS = {"low": 280, "medium": 560, "high": 1120, "ultra_high": 2240}
+_GEMINI3_DEFAULT = "high"  # what MEDIA_RESOLUTION_UNSPECIFIED means for an image
+_GEMINI_GENERATIONS = ("1.0", "1.5", "2", "3")
+
+
+@dataclass(frozen=True)
+class GeminiModel(TokenModel):
+    """Gemini image cost: 258 per 768-px tile (1.5/2.x), 258 flat (1.0), or a media_resolution budget (3).
+
+    ``generation``: ``"1.0"``, ``"1.5"``, ``"2"`` (2.0 and 2.5) or ``"3"``. ``media_resolution`` (Gemini 3 only):
+    ``low``/``medium``/``high``/``ultra_high``, or None for the API default; ``detail`` overrides it per call.
+    """
+
+    name: str = "gemini-2.5-flash"
+    generation: str = "2"
+    media_resolution: str | None = None
+    tile_tokens: int = 258
+    small_side: int = 384
+
+    def __post_init__(self) -> None:
+        if self.generation not in _GEMINI_GENERATIONS:
+            raise ValueError(f"unknown Gemini generation {self.generation!r}; use one of {_GEMINI_GENERATIONS}")
+        _gemini_level(self.media_resolution, self)
+
+    def effective_size(self, width: int, height: int, detail: str | None = None) -> tuple[int, int]:
+        _check_size(width, height)
+        _gemini_level(detail, self)  # validates detail
+        return width, height  # no documented resize (see the comment above the class)
+
+    def crop_unit(self, width: int, height: int) -> int:
+        """Tile edge in source pixels: floor(min(w, h) / 1.5), at least 256 (and at most 768 on Gemini 1.5)."""
+        unit = max(256, math.floor(min(width, height) / 1.5 + _EPS))
+        return min(unit, 768) if self.generation == "1.5" else unit
+
+    def tiles(self, width: int, height: int) -> int:
+        """768x768 tiles the image is cut into (1 for an image within 384x384; tile rule generations only)."""
+        _check_size(width, height)
+        if width <= self.small_side and height <= self.small_side:
+            return 1
+        unit = self.crop_unit(width, height)
+        return math.ceil(width / unit) * math.ceil(height / unit)
+
+    def count(self, width: int, height: int, detail: str | None = None) -> int:
+        self.effective_size(width, height, detail)  # validates size and detail
+        if self.generation == "3":
+            level = _gemini_level(detail, self) or _gemini_level(self.media_resolution, self) or _GEMINI3_DEFAULT
+            return _GEMINI3_BUDGETS[level]
+        if self.generation == "1.0":
+            return self.tile_tokens
+        return self.tile_tokens * self.tiles(width, height)
+
+
+def _gemini_level(detail: str | None, model: GeminiModel) -> str | None:
+    """Normalised media_resolution level (None = the API default); raises for unknown or unsupported values."""
+    d = (detail or "auto").strip().lower().replace("-", "_")
+    d = d.removeprefix("media_resolution_")
+    if d in ("auto", "unspecified"):
+        return None
+    if d not in _GEMINI3_BUDGETS:
+        raise ValueError(
+            f"unknown Gemini media resolution {detail!r} for {model.name!r}; use low, medium, high, ultra_high or auto"
+        )
+    if model.generation != "3":
+        raise ValueError(
+            f"media resolution {detail!r} is modelled only for Gemini 3, not {model.name!r} (pass None/'auto')"
+        )
+    return d
+
+
 # Per-model OpenAI values from the images-vision page above. The page has been revised over time (budgets and
 # multipliers changed); these follow the revision that documents the 1,536-patch examples, plus gpt-5.2, gpt-5.4
 # and gpt-5.5 multipliers (1.2x) and the gpt-5.4/5.5 budgets (2,500 high / 10,000 original patches, 6000 px) from
@@ -273,7 +386,38 @@ def _openai_model(model: str | None) -> TokenModel:
             original_max_side=6000,
             auto_detail=_OPENAI_ORIGINAL[key],
         )
+    if model is not None:
+        _warn_guessed_rule(model, "the GPT-4o tile rule (85 + 170 per 512-px tile)")
     return OpenAITileModel(name)  # unknown OpenAI-compatible model: the classic 85 + 170/tile rule
+
+
+def _is_gemini(model: str | None) -> bool:
+    return "gemini" in (model or "").lower()
+
+
+_GEMINI_VERSION = re.compile(r"gemini-(\d+)(?:\.(\d+))?(?=$|[-.@:_])")
+
+
+def _gemini_model(model: str | None) -> GeminiModel:
+    """Gemini rule by model id ("gemini-2.5-flash", "models/gemini-1.5-pro", "google/gemini-3-pro-preview")."""
+    if model is None:
+        return GeminiModel("gemini")  # no name given: the tokens page's general 258-per-tile rule
+    name = model.lower().rsplit("/", 1)[-1]
+    if name.startswith("gemini-pro-vision") or name.startswith("gemini-1.0-pro-vision"):
+        return GeminiModel(model, generation="1.0")
+    found = _GEMINI_VERSION.search(name)
+    major, minor = (int(found.group(1)), int(found.group(2) or 0)) if found else (None, None)
+    if major == 1 and minor == 5:
+        return GeminiModel(model, generation="1.5")
+    if major == 2:
+        return GeminiModel(model, generation="2")
+    if major == 3:
+        return GeminiModel(model, generation="3")
+    if major is not None and major > 3:
+        _warn_guessed_rule(model, "the Gemini 3 media_resolution budgets (1120 tokens per image by default)")
+        return GeminiModel(model, generation="3")
+    _warn_guessed_rule(model, "the Gemini 2.x tile rule (258 tokens per 768-px tile)")
+    return GeminiModel(model, generation="2")
 
 
 def _is_qwen_vl(model: str | None) -> bool:
@@ -285,32 +429,54 @@ def _qwen_for(model: str | None) -> QwenVLModel:
     return QwenVLModel.qwen3() if "qwen3" in (model or "").lower() else QwenVLModel.qwen25()
 
 
+# Claude models the vision page above covers with the default limits (Claude 3, 3.5, 3.7, and the 4.x family up
+# to 4.6), in the API's ids ("claude-3-5-sonnet-20241022", "claude-sonnet-4-5", "claude-opus-4-1-20250805") and
+# the Bedrock/Vertex forms ("anthropic.claude-3-haiku-20240307-v1:0", "claude-sonnet-4-5@20250929").
+_CLAUDE_KNOWN = re.compile(
+    r"claude-(?:3(?:[-.][57])?-(?:haiku|sonnet|opus)|(?:haiku|sonnet|opus)-4(?:[-.][0-6])?)(?=$|[-@:_])"
+)
+
+
 def _anthropic_model(model: str | None) -> AnthropicModel:
     name = model or "claude"
     if "opus-4-7" in name.lower() or "opus-4.7" in name.lower():
         return AnthropicModel(name, **_CLAUDE_HIGH_RES)
+    if model is not None and not _CLAUDE_KNOWN.search(model.lower()):
+        _warn_guessed_rule(model, "the default Claude rule (w*h/750, long edge <= 1568 px, ~1.2 MP)")
     return AnthropicModel(name)
 
 
+def _openai_compatible(model: str | None) -> TokenModel:
+    if _is_qwen_vl(model):
+        return _qwen_for(model)
+    if _is_gemini(model):
+        return _gemini_model(model)
+    return _openai_model(model)
+
+
 _PROVIDERS = {
-    "openai": lambda m: _qwen_for(m) if _is_qwen_vl(m) else _openai_model(m),
+    "openai": _openai_compatible,
     "anthropic": _anthropic_model,
+    "gemini": _gemini_model,
     "qwen2-vl": lambda m: QwenVLModel.qwen25(),
     "qwen2.5-vl": lambda m: QwenVLModel.qwen25(),
     "qwen3-vl": lambda m: QwenVLModel.qwen3(),
     "reader": lambda m: QwenVLModel.qwen25(),  # the offline reader reports in Qwen2.5-VL units
     "hf": _qwen_for,
 }
-_ALIASES = {"openai-compatible": "openai", "transformers": "hf", "claude": "anthropic"}
+_ALIASES = {"openai-compatible": "openai", "transformers": "hf", "claude": "anthropic", "google": "gemini"}
 KNOWN_PROVIDERS = tuple(sorted([*_PROVIDERS, *_ALIASES]))
 
 
 def token_model_for(provider: str, model: str | None = None) -> TokenModel:
-    """The token model for a provider name (``openai``, ``anthropic``, ``hf``, ``reader``, ...) and model id.
+    """The token model for a provider (``openai``, ``anthropic``, ``gemini``, ``hf``, ``reader``, ...) and model id.
 
     ``openai``/``openai-compatible`` picks the tile or patch rule by model name (a served Qwen-VL model gets the
-    Qwen rule; unknown names get the GPT-4o tile rule); ``hf``/``transformers`` picks Qwen3-VL when the id
-    contains "qwen3", else Qwen2.5-VL; ``reader`` uses Qwen2.5-VL so every report shares one unit.
+    Qwen rule, a Gemini model the Gemini rule; unknown names get the GPT-4o tile rule); ``gemini``/``google``
+    picks the Gemini generation from the id; ``hf``/``transformers`` picks Qwen3-VL when the id contains "qwen3",
+    else Qwen2.5-VL; ``reader`` uses Qwen2.5-VL so every report shares one unit. A model name that falls back to
+    a guessed rule logs one warning per name on the ``cropper`` logger; pass ``ZoomWrapper(..., token_model=...)``
+    to count with the right rule.
     """
     key = (provider or "").strip().lower()
     key = _ALIASES.get(key, key)

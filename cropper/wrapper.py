@@ -23,6 +23,7 @@ from .geometry import crop_set
 from .images import load_image
 from .strategies import STRATEGIES, StrategyConfig, run_strategy
 from .tokens import QwenVLModel, TokenModel, token_model_for
+from .zoom_request import ZoomRequest
 
 
 class ZoomWrapper:
@@ -49,7 +50,8 @@ class ZoomWrapper:
         crops: the named crop set offered to the `zoom` tool (`awares9`, `grid:N`, `multiscale`), or None.
         allow_boxes: whether `zoom` also accepts free boxes.
         protocol: how the `tool` strategy asks for crops: `"tools"` (the `zoom` tool call) or `"awares"` (the
-            released AwaRes model's `GET_CROPS: [...]` text protocol; see `cropper.awares`).
+            released AwaRes model's `GET_CROPS [...]` text protocol, with its evaluation plugin's prompt;
+            `wrapper.config.awares_prompt = "readme"` sends the README's wording; see `cropper.awares`).
         model: the model id, when `target` is a raw SDK client and you call `ask`.
         token_model: override the visual-token model (default: from the backend's provider and model).
         **backend_options: passed to `load_backend` when `target` is a spec string.
@@ -104,6 +106,11 @@ class ZoomWrapper:
             self._client_kind = None
             self.backend = load_backend(target, **backend_options)
 
+    @property
+    def client_kind(self) -> str | None:
+        """'openai', 'openai-async', 'anthropic' or 'anthropic-async' for a wrapped SDK client, else None."""
+        return self._client_kind
+
     def __repr__(self) -> str:
         inner = self.backend if self.backend is not None else type(self.client).__name__
         return f"ZoomWrapper({inner!r}, strategy={self.strategy!r})"
@@ -130,13 +137,16 @@ class ZoomWrapper:
             backend = LoopBridge(backend, asyncio.get_running_loop())
         return await asyncio.to_thread(self.run, backend, img, question, strategy=strategy, options=options)
 
-    def run(self, backend: Backend, image, question: str, strategy: str | None = None,
-            prefix: list[Message] | None = None, options: dict | None = None) -> Answer:
-        """Run one strategy on an already-loaded image (used by `ask`, the drop-in path and `compare`)."""
+    def run(self, backend: Backend, image=None, question: str | None = None, strategy: str | None = None,
+            prefix: list[Message] | None = None, options: dict | None = None, request: ZoomRequest | None = None,
+            config: StrategyConfig | None = None) -> Answer:
+        """Run one strategy on an already-loaded image, or on a whole `ZoomRequest` (a conversation whose
+        images get zoomed; the drop-in path and the proxy build one). Used by `ask`, the drop-in path and
+        `compare`; `config` overrides the wrapper's own for this call."""
         strategy = strategy or self.strategy
         answer = run_strategy(
-            strategy, backend, self.token_model_for(backend), image, question, self.config,
-            cropper=self.cropper if strategy == "policy" else None, prefix=prefix, options=options,
+            strategy, backend, self.token_model_for(backend), image, question, config or self.config,
+            cropper=self.cropper if strategy == "policy" else None, prefix=prefix, options=options, request=request,
         )
         self.last_answer = answer
         return answer
@@ -222,6 +232,7 @@ class LoopBridge:
         self.provider = backend.provider
         self.model = backend.model
         self.supports_tool_images = backend.supports_tool_images
+        self.needs_strict_tools = getattr(backend, "needs_strict_tools", False)
 
     def generate(self, messages, tools=None, **options):
         future = asyncio.run_coroutine_threadsafe(self._backend.agenerate(messages, tools, **options), self._loop)

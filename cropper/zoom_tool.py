@@ -19,8 +19,13 @@ TOOL_PROMPT = (
 )
 
 
-def zoom_tool(crops: dict[str, Box] | None = None, allow_boxes: bool = True) -> ToolSpec:
-    """The `zoom` tool: by crop name (from `crops`), by free box, or both."""
+def zoom_tool(crops: dict[str, Box] | None = None, allow_boxes: bool = True, images: int = 1,
+              strict: bool = False) -> ToolSpec:
+    """The `zoom` tool: by crop name (from `crops`), by free box, or both; with `images` > 1, of which image.
+
+    `strict=True` gives the form OpenAI's strict mode takes (every property required, null meaning "not
+    given", no other properties), which `chat.completions.parse` demands of every tool.
+    """
     props: dict[str, Any] = {}
     described = ""
     if crops:
@@ -40,12 +45,43 @@ def zoom_tool(crops: dict[str, Box] | None = None, allow_boxes: bool = True) -> 
         }
     if not props:
         raise ValueError("the zoom tool needs a crop set, free boxes, or both")
+    if images > 1:
+        props["image"] = {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": images,
+            "description": f"Which image to zoom into: 1 to {images}, in the order they were shown (default 1).",
+        }
+    what = "either `crop` (a named region) or `box`." if crops and allow_boxes else ("`crop`." if crops else "`box`.")
+    parameters: dict[str, Any] = {"type": "object", "properties": props}
+    if strict:
+        # https://platform.openai.com/docs/guides/structured-outputs#supported-schemas: all fields required,
+        # optional ones as a union with null, additionalProperties false.
+        for prop in props.values():
+            prop["type"] = [prop["type"], "null"]
+            if "enum" in prop:
+                prop["enum"] = [*prop["enum"], None]
+        parameters.update(required=list(props), additionalProperties=False)
     return ToolSpec(
         name="zoom",
-        description="Look at a region of the original image at high resolution. Give "
-        + (" either `crop` (a named region) or `box`." if crops and allow_boxes else ("`crop`." if crops else "`box`.")),
-        parameters={"type": "object", "properties": props},
+        description="Look at a region of the original image at high resolution. Give " + what,
+        parameters=parameters,
+        strict=strict,
     )
+
+
+def parse_zoom_image(arguments: dict[str, Any], images: int) -> int:
+    """The 0-based index of the image a zoom call names (`image`, 1-based; default the first)."""
+    raw = arguments.get("image") if isinstance(arguments, dict) else None
+    if raw is None:
+        return 0
+    try:
+        number = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"image must be a number from 1 to {images}, got {raw!r}") from None
+    if not 1 <= number <= images:
+        raise ValueError(f"image {number} does not exist; the message holds {images} image(s), numbered from 1")
+    return number - 1
 
 
 def parse_zoom_arguments(arguments: dict[str, Any], crops: dict[str, Box] | None) -> Box:
@@ -76,15 +112,22 @@ def parse_zoom_arguments(arguments: dict[str, Any], crops: dict[str, Box] | None
     raise ValueError("zoom needs `crop` (a region name) or `box` [x1, y1, x2, y2]")
 
 
-def global_caption(width: int, height: int, view_w: int, view_h: int) -> str:
-    """Caption of the global view (parsed back by the reader; readable by any VLM)."""
+def global_caption(width: int, height: int, view_w: int, view_h: int, image: int | None = None) -> str:
+    """Caption of the global view (parsed back by the reader; readable by any VLM).
+
+    `image` (1-based) names which image of the message it shows, when there are several.
+    """
+    prefix = "Global view" if image is None else f"Image {image}, global view"
     return (
-        f"Global view: region [0.000, 0.000, 1.000, 1.000] of the {width}x{height} original image, "
+        f"{prefix}: region [0.000, 0.000, 1.000, 1.000] of the {width}x{height} original image, "
         f"shown at {view_w}x{view_h} px."
     )
 
 
-def crop_caption(box: Box, width: int, height: int, view_w: int, view_h: int, index: int | None = None) -> str:
-    """Caption of a crop: which region of the original it shows and at what size."""
+def crop_caption(box: Box, width: int, height: int, view_w: int, view_h: int, index: int | None = None,
+                 image: int | None = None) -> str:
+    """Caption of a crop: which region of the original it shows and at what size (and of which image)."""
     prefix = f"Crop {index}" if index is not None else "Crop"
+    if image is not None:
+        prefix = f"Image {image}, {prefix.lower()}"
     return f"{prefix}: region {box.describe()} of the {width}x{height} original image, shown at {view_w}x{view_h} px."

@@ -13,7 +13,9 @@ class ScriptedModel:
     def __init__(self, replies):
         self.replies = [Reply(text=r) if isinstance(r, str) else r for r in replies]
         self.calls: list[tuple[list, list | None]] = []  # (messages, tools) per call
+        self.options: list[dict] = []  # the options of each call
 
     def generate(self, messages, tools=None, **options):
         self.calls.append((list(messages), tools))
+        self.options.append(dict(options))
         return self.replies.pop(0)

@@ -33,6 +33,13 @@ OPENAI_KEY = "sk-dropin-FAKE-KEY-9c4e1a77b3"
 ANTHROPIC_KEY = "sk-ant-dropin-FAKE-KEY-2f8d05e6"
 W, H = 3000, 2000  # the original image; its quadrants are 1500x1000
 QUADRANT = (W // 2, H // 2)
+# A quadrant as each provider processes it, so as the wrapper sends it (same tokens, fewer bytes):
+# gpt-4o fits 2048 px, then its shortest side to 768: 1500x1000 -> 1152x768 (OpenAI's images-vision guide);
+# Claude scales to at most 1,229,312 px (784x1568): sqrt(1229312 / 1.5e6) = 0.9053 -> 1357x905.
+QUADRANT_GPT4O = (1152, 768)
+QUADRANT_CLAUDE = (1357, 905)
+#: A budget above any plain request's cost here: the caller asks for full-size crops.
+BIG = 100_000
 COLORS = {"top_left": (255, 0, 0), "top_right": (0, 255, 0), "bottom_left": (0, 0, 255), "bottom_right": (255, 255, 0)}
 
 
@@ -169,13 +176,13 @@ def test_anthropic_low_returns_a_message_and_keeps_the_system_prompt(ant):
 
 def test_openai_policy_sends_global_view_plus_crops_cut_from_the_original(oai):
     oai.enqueue({"text": "STOP"})
-    client = ZoomWrapper(openai_client(oai), strategy="policy", cropper=GridCropper("grid:2", k=2))
+    client = ZoomWrapper(openai_client(oai), strategy="policy", cropper=GridCropper("grid:2", k=2), budget=BIG)
     response = client.chat.completions.create(model="gpt-4o", messages=[openai_user()])
 
     assert isinstance(response, openai.types.chat.ChatCompletion)
     glob, *crops = images_in_openai_request(oai.bodies[0])
     assert glob.size == (1024, 683)
-    assert [c.size for c in crops] == [QUADRANT, QUADRANT]  # full resolution: cut from the 3000x2000 original
+    assert [c.size for c in crops] == [QUADRANT_GPT4O] * 2  # cut from the 3000x2000 original, as gpt-4o uses it
     # grid:2 is r0c0, r0c1, ... : the first two crops are the top-left and top-right quadrants.
     assert [center_color(c) for c in crops] == [COLORS["top_left"], COLORS["top_right"]]
     answer = client.last_answer
@@ -204,7 +211,7 @@ def test_openai_policy_with_budget_fits_what_arrived(oai, model):
 def test_openai_tool_loop_zooms_and_returns_the_final_completion(oai):
     oai.enqueue({"tool_calls": [{"id": "call_z1", "name": "zoom", "arguments": {"crop": "top_left"}}]},
                 {"text": "B7-4421"})
-    client = ZoomWrapper(openai_client(oai), strategy="tool")
+    client = ZoomWrapper(openai_client(oai), strategy="tool", budget=BIG)
     response = client.chat.completions.create(model="gpt-4o", messages=[openai_user()])
 
     assert isinstance(response, openai.types.chat.ChatCompletion)
@@ -222,18 +229,18 @@ def test_openai_tool_loop_zooms_and_returns_the_final_completion(oai):
     follow = msgs[i + 1]  # OpenAI tool messages cannot hold images: the crop follows in a user message
     assert follow["role"] == "user"
     (crop,) = images_in_openai_request({"messages": [follow]})
-    assert crop.size == QUADRANT and center_color(crop) == COLORS["top_left"]
+    assert crop.size == QUADRANT_GPT4O and center_color(crop) == COLORS["top_left"]
 
     answer = client.last_answer
     assert answer.text == "B7-4421" and answer.rounds == 1
     assert answer.crops == [AWARES9["top_left"]]
-    assert answer.view_sizes == [(1024, 683), QUADRANT]
+    assert answer.view_sizes == [(1024, 683), QUADRANT_GPT4O]
 
 
 def test_anthropic_tool_loop_puts_the_crop_in_the_tool_result(ant):
     ant.enqueue({"tool_calls": [{"id": "toolu_z1", "name": "zoom", "arguments": {"crop": "top_left"}}]},
                 {"text": "B7-4421"})
-    client = ZoomWrapper(anthropic_client(ant), strategy="tool")
+    client = ZoomWrapper(anthropic_client(ant), strategy="tool", budget=BIG)
     response = client.messages.create(model="claude-test", max_tokens=100, messages=[anthropic_user()])
 
     assert isinstance(response, anthropic.types.Message)
@@ -249,7 +256,7 @@ def test_anthropic_tool_loop_puts_the_crop_in_the_tool_result(ant):
     assert result["tool_use_id"] == "toolu_z1"
     assert any(b["type"] == "image" for b in result["content"])
     (crop,) = images_in_anthropic_request({"messages": [last]})
-    assert crop.size == QUADRANT and center_color(crop) == COLORS["top_left"]
+    assert crop.size == QUADRANT_CLAUDE and center_color(crop) == COLORS["top_left"]
 
     answer = client.last_answer
     assert answer.text == "B7-4421" and answer.rounds == 1 and answer.crops == [AWARES9["top_left"]]
@@ -388,7 +395,7 @@ def test_the_callers_retry_setting_applies_to_zoomed_requests(oai):
 
 def test_async_openai_dropin(oai):
     oai.enqueue({"tool_calls": [{"name": "zoom", "arguments": {"crop": "bottom_right"}}]}, {"text": "async ok"})
-    client = ZoomWrapper(openai_client(oai, openai.AsyncOpenAI), strategy="tool")
+    client = ZoomWrapper(openai_client(oai, openai.AsyncOpenAI), strategy="tool", budget=BIG)
 
     async def go():
         zoomed = await client.chat.completions.create(model="gpt-4o", messages=[openai_user()])
@@ -400,7 +407,7 @@ def test_async_openai_dropin(oai):
     assert response.choices[0].message.content == "async ok"
     assert isinstance(plain, openai.types.chat.ChatCompletion)  # text-only: the client's own coroutine
     assert oai.bodies[2]["messages"] == [{"role": "user", "content": "hi"}]
-    assert [im.size for im in images_in_openai_request(oai.bodies[1])] == [(1024, 683), QUADRANT]
+    assert [im.size for im in images_in_openai_request(oai.bodies[1])] == [(1024, 683), QUADRANT_GPT4O]
     assert center_color(images_in_openai_request(oai.bodies[1])[1]) == COLORS["bottom_right"]
     assert client.last_answer.crops == [AWARES9["bottom_right"]]
 
@@ -408,7 +415,7 @@ def test_async_openai_dropin(oai):
 def test_async_anthropic_dropin(ant):
     ant.enqueue({"text": "async ok"})
     client = ZoomWrapper(anthropic_client(ant, anthropic.AsyncAnthropic), strategy="policy",
-                         cropper=GridCropper("grid:2", k=1))
+                         cropper=GridCropper("grid:2", k=1), budget=BIG)
 
     async def go():
         return await client.messages.create(model="claude-test", max_tokens=30, messages=[anthropic_user()])
@@ -417,7 +424,7 @@ def test_async_anthropic_dropin(ant):
     assert isinstance(response, anthropic.types.Message)
     assert response.content[0].text == "async ok"
     (body,) = ant.bodies
-    assert [im.size for im in images_in_anthropic_request(body)] == [(1024, 683), QUADRANT]
+    assert [im.size for im in images_in_anthropic_request(body)] == [(1024, 683), QUADRANT_CLAUDE]
 
 
 # --- errors ------------------------------------------------------------------------------------------------

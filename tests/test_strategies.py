@@ -117,7 +117,9 @@ def test_tool_loop_returns_errors_to_the_model_and_stops_after_max_rounds(scene)
     assert answer.crops == [Box(0, 0, 0.5, 0.5)]
     first_result = model.calls[1][0][-1]
     assert first_result.role == "tool" and "unknown crop" in first_result.text
-    assert model.calls[-1][1] is None  # the last call offers no tool: the model must answer
+    # The last call keeps the tool defined (the history holds calls to it) and forbids calling it.
+    assert [t.name for t in model.calls[-1][1]] == ["zoom"] and model.options[-1]["tool_choice"] == "none"
+    assert all("tool_choice" not in o for o in model.options[:-1])
 
 
 def test_unknown_strategy_is_a_clear_error():

@@ -3,7 +3,7 @@
 `ZoomEnvironment` is what `GRPOTrainer(environment_factory=...)` gets: TRL makes one per rollout, calls
 `reset(**row)` with the dataset row (we need its `image` path), exposes the public method `zoom` as the
 tool, and returns its result (the caption and the high-resolution crop, as content blocks) to the model.
-The crop is made by the same `_zoom_result` as at inference, and the method's docstring is generated from
+The crop is made by the same `zoom_result` as at inference, and the method's docstring is generated from
 the inference `zoom_tool` schema, so the model is offered the same tool in training as in use.
 
 Rewards are plain functions `f(completions, **batch) -> list[float]` (TRL's convention):
@@ -20,7 +20,7 @@ from typing import Any
 
 from backends.messages import ImagePart, TextPart, ToolCall
 from cropper.images import load_image
-from cropper.strategies import StrategyConfig, _zoom_result
+from cropper.strategies import StrategyConfig, zoom_result
 from cropper.tokens import TokenModel, token_model_for
 from cropper.zoom_tool import zoom_tool
 
@@ -75,7 +75,7 @@ class ZoomEnvironment:
         arguments = {k: v for k, v in (("crop", crop), ("box", box)) if v is not None}
         call = ToolCall(id=f"call_{len(self.crops) + 1}", name="zoom", arguments=arguments)
         token_model = self.token_model or token_model_for("qwen2.5-vl")
-        result, view = _zoom_result(call, self.image, token_model, self.config, None)
+        result, view = zoom_result(call, self.image, token_model, self.config, None)
         if view is None:
             message = result[0].text if result and isinstance(result[0], TextPart) else "zoom failed"
             self.errors.append(message)
@@ -86,6 +86,8 @@ class ZoomEnvironment:
             if isinstance(part, TextPart):
                 blocks.append({"type": "text", "text": part.text})
             elif isinstance(part, ImagePart):
+                if part.label:  # the caption, as the backends send it: a text block right before the image
+                    blocks.append({"type": "text", "text": part.label})
                 blocks.append({"type": "image", "image": part.image})
         return blocks
 

@@ -6,7 +6,7 @@ judge's label, or the dataset's `needs_zoom`), one assistant turn calling `zoom`
 results (caption + high-resolution crop), and the answer; otherwise the answer right away.
 
 Every message is built by the same code the `tool` strategy runs at inference (`TOOL_PROMPT`, the
-`zoom_tool` schema, `_parts` for the captioned global view, `_zoom_result` for the crop), so a trained
+`zoom_tool` schema, `view_parts` for the captioned global view, `zoom_result` for the crop), so a trained
 model sees exactly what `ZoomWrapper(strategy="tool")` will give it. `to_chat_example` then renders the
 neutral messages with the transformers backend's own converter (`backends.hf_wire.to_chat`).
 
@@ -27,7 +27,7 @@ from backends.hf_wire import to_chat, tool_schemas
 from backends.messages import Message, TextPart, ToolCall, ToolSpec
 from cropper.geometry import Box, crop_set, union_all
 from cropper.planning import plan_views
-from cropper.strategies import StrategyConfig, _parts, _zoom_result
+from cropper.strategies import StrategyConfig, view_parts, zoom_result
 from cropper.tokens import TokenModel, token_model_for
 from cropper.zoom_tool import TOOL_PROMPT, zoom_tool
 
@@ -101,7 +101,7 @@ def build_trajectory(image: Image.Image, question: str, answer: str, *, needs_zo
     tool = zoom_tool(config.crops or None, allow_boxes=config.allow_boxes)
     plan = plan_views(image, [], token_model, global_side=config.global_side, budget=config.budget)
     messages = [Message("system", [TextPart(TOOL_PROMPT)]),
-                Message("user", [*_parts(image, plan.global_view, []), TextPart(question)])]
+                Message("user", [*view_parts(image, plan.global_view, []), TextPart(question)])]
     calls = oracle_zoom_calls(evidence or [], config.crops, config.allow_boxes) if needs_zoom else []
     if calls:
         tool_calls = [ToolCall(id=f"call_{i}", name="zoom", arguments=args) for i, args in enumerate(calls, 1)]
@@ -109,7 +109,7 @@ def build_trajectory(image: Image.Image, question: str, answer: str, *, needs_zo
         spent = plan.tokens
         for call in tool_calls:
             left = None if config.budget is None else config.budget - spent
-            result, view = _zoom_result(call, image, token_model, config, left)
+            result, view = zoom_result(call, image, token_model, config, left)
             if view is None:  # the oracle's call is always valid; only a spent budget refuses it
                 raise ValueError(f"item {item_id!r}: zoom {call.arguments} refused: {result[0].text}")
             spent += token_model.count(*view.size)

@@ -77,7 +77,9 @@ class ReaderBackend:
         usage = Usage(input_tokens=None, output_tokens=None, image_tokens=None)
         if outcome.answer:
             return Reply(text=outcome.answer, usage=usage, model=self.model)
-        zoom_tool = next((t for t in tools or [] if t.name == "zoom"), None)
+        if options.get("tool_choice") == "none":
+            tools = None  # the neutral "no call this turn"
+        zoom_tool = next((t for t in tools or [] if isinstance(t, ToolSpec) and t.name == "zoom"), None)
         if zoom_tool is not None and outcome.zoom:
             calls = []
             made = sum(len(m.tool_calls) for m in messages if m.role == "assistant")

@@ -198,23 +198,25 @@ class Proxy:
     async def _answer(self, body: dict[str, Any]):
         from backends.openai_wire import from_openai_messages
 
-        from ..dropin import _split
+        from ..zoom_request import ZoomRequest
 
         messages = body["messages"]
         try:
             await asyncio.to_thread(inline_remote_images, messages, self.config.allow_remote_images,
                                     self.config.remote_image_max_bytes, self.config.remote_image_timeout_s)
             neutral = from_openai_messages(messages)
-            split = _split(neutral)
+            request = ZoomRequest.find(neutral)
+            if request is not None:
+                request.images  # noqa: B018 - decode (and check) them here, where a bad image is a 400
         except (RemoteImageError, ValueError, KeyError, TypeError) as exc:
             raise ProxyError(400, f"cannot read the request's messages: {exc}") from None
-        if split is None:
+        if request is None:
             self.metrics.request("passthrough")
             if self.raw_passthrough:
                 return await self._forward(body)
             return await self._generate(body, neutral)
         self.metrics.request("zoomed")
-        return await self._zoom(body, *split)
+        return await self._zoom(body, request)
 
     async def _forward(self, body: dict[str, Any]):
         """The request, unchanged, to an OpenAI-compatible upstream; its answer (or stream) back as it is."""
@@ -253,12 +255,13 @@ class Proxy:
         usage = {"prompt_tokens": reply.usage.input_tokens or 0, "completion_tokens": reply.usage.output_tokens or 0}
         return self._completion(body, reply.text, usage, None)
 
-    async def _zoom(self, body: dict[str, Any], prefix, image, question: str):
+    async def _zoom(self, body: dict[str, Any], request):
         backend = self.backend_for(body.get("model"))
         options = {k: body[k] for k in FORWARDED_OPTIONS if k in body}
-        answer = await self._call(lambda: self.wrapper.run(backend, image, question, prefix=prefix, options=options))
+        answer = await self._call(lambda: self.wrapper.run(backend, request=request, options=options))
         token_model = self.wrapper.token_model_for(backend)
-        full = token_model.count(image.width, image.height)
+        full = sum(token_model.count(img.width, img.height, detail)
+                   for img, detail in zip(request.images, request.details, strict=True))
         self.metrics.tokens(answer.visual_tokens, full)
         extra = {**answer.to_dict(), "full_image_visual_tokens": full,
                  "saved_visual_tokens": max(0, full - answer.visual_tokens)}
