@@ -75,6 +75,18 @@ def _shrink(value: Any) -> Any:
     return value
 
 
+def _shrink_plain(value: Any) -> Any:
+    """Like `_shrink`, with plain `str` stand-ins: pydantic's strict mode refuses a `str` subclass, and the
+    Anthropic request types set no length limits that the stand-in's `len()` would have to keep."""
+    if isinstance(value, str):
+        return str(_Elided(value)) if len(value) > _LONG_STRING else value
+    if isinstance(value, dict):
+        return {k: _shrink_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shrink_plain(v) for v in value]
+    return value
+
+
 def _clip(message: str) -> str:
     return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
 
@@ -421,7 +433,7 @@ def _anthropic_errors(body: dict, *, beta: bool, allow_system_messages: bool) ->
 
     if not isinstance(body, dict):
         return [f"<body>: expected a JSON object, got {type(body).__name__}"]
-    small = _shrink(body)
+    small = _shrink_plain(body)
     lines: list[str] = []
     for key, header in _ANTHROPIC_HEADER_PARAMS.items():
         if key in small:

@@ -4,11 +4,15 @@ Expected numbers are the ones the cited pages state (or the page's own constants
 never values produced by the code under test. Qwen is checked against transformers' own implementation.
 """
 
+import logging
+
 import pytest
 
+from cropper import tokens
 from cropper.tokens import (
     KNOWN_PROVIDERS,
     AnthropicModel,
+    GeminiModel,
     OpenAIPatchModel,
     OpenAITileModel,
     QwenVLModel,
@@ -18,6 +22,8 @@ from cropper.tokens import (
 
 OPENAI_DOC = "https://developers.openai.com/api/docs/guides/images-vision"
 ANTHROPIC_DOC = "https://platform.claude.com/docs/en/build-with-claude/vision"
+GEMINI_DOC = "https://ai.google.dev/gemini-api/docs/image-understanding"
+GEMINI3_DOC = "https://cloud.google.com/vertex-ai/generative-ai/docs/start/get-started-with-gemini-3"
 
 
 # --- OpenAI tile models -----------------------------------------------------------------------------------
@@ -265,10 +271,10 @@ def test_reader_shares_the_qwen25_unit():
 
 def test_unknown_provider_error_names_it_and_lists_known():
     with pytest.raises(ValueError) as err:
-        token_model_for("gemini", "gemini-2.5-pro")
+        token_model_for("mistral", "pixtral-12b")
     msg = str(err.value)
-    assert "'gemini'" in msg
-    for name in ("openai", "anthropic", "hf", "reader", "qwen2.5-vl", "qwen3-vl"):
+    assert "'mistral'" in msg
+    for name in ("openai", "anthropic", "gemini", "google", "hf", "reader", "qwen2.5-vl", "qwen3-vl"):
         assert name in msg and name in KNOWN_PROVIDERS
 
 
@@ -295,3 +301,135 @@ def test_invalid_inputs_raise():
     with pytest.raises(ValueError):
         AnthropicModel().count(100, -1)
     assert token_model_for("openai", "gpt-5.4").count(1024, 1024, "original") == 1229  # no resize at 1024 patches
+
+
+# --- Gemini -------------------------------------------------------------------------------------------------
+# GEMINI_DOC, "Token calculation": "Gemini 2.0 Flash and Gemini 2.5 Flash/Pro: 258 tokens if both dimensions <= 384
+# pixels." A 384x384 image is at the limit: one 258-token unit.
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gemini-2.0-flash", "models/gemini-2.5-pro"])
+def test_gemini_384_square_is_258(model):
+    m = token_model_for("openai", model)
+    assert m.count(384, 384) == 258
+    assert m.count(100, 384) == 258
+    assert m.effective_size(384, 384) == (384, 384)
+
+
+# GEMINI_DOC: "Calculate the crop unit size which is roughly: floor(min(width, height) / 1.5). Divide each dimension
+# by the crop unit size and multiply together to get the number of tiles. For example, for an image of dimensions
+# 960x540 would have a crop unit size of 360. Divide each dimension by 360 and the number of tile is 3 * 2 = 6."
+# By hand: floor(540 / 1.5) = 360; ceil(960 / 360) = 3, ceil(540 / 360) = 2; 6 tiles x 258 = 1548 tokens.
+def test_gemini_960x540_is_six_tiles():
+    m = GeminiModel("gemini-2.5-flash")
+    assert m.crop_unit(960, 540) == 360
+    assert m.tiles(960, 540) == 6
+    assert m.count(960, 540) == 1548
+    assert m.count(540, 960) == 1548  # portrait: same tiles
+    assert m.effective_size(960, 540) == (960, 540)  # no documented resize
+
+
+# GEMINI_DOC: "Larger images are tiled (min tile 256px, max 768px, resized to 768x768)" on Gemini 1.5. By hand for
+# 3840x2160: floor(2160 / 1.5) = 1440, capped at 768; ceil(3840 / 768) = 5, ceil(2160 / 768) = 3; 15 x 258 = 3870.
+# On 2.x the unit stays 1440: ceil(3840 / 1440) = 3, ceil(2160 / 1440) = 2; 6 x 258 = 1548.
+def test_gemini_15_caps_the_tile_at_768():
+    assert token_model_for("openai", "models/gemini-1.5-pro").count(3840, 2160) == 3870
+    assert token_model_for("openai", "gemini-2.5-flash").count(3840, 2160) == 1548
+
+
+# GEMINI_DOC (January 2025 revision): "Gemini 1.0 Pro Vision: Each image accounts for 258 tokens."
+def test_gemini_10_is_flat_258():
+    m = token_model_for("gemini", "gemini-pro-vision")
+    assert m.count(4000, 3000) == m.count(100, 100) == 258
+
+
+# GEMINI3_DOC, "Tokens" table: "MEDIA_RESOLUTION_UNSPECIFIED (DEFAULT) | 1120", LOW 280, MEDIUM 560, HIGH 1120 for
+# an image, whatever its size.
+@pytest.mark.parametrize("size", [(100, 100), (960, 540), (4000, 3000)])
+def test_gemini3_media_resolution_budgets(size):
+    m = token_model_for("openai", "gemini-3-pro-preview")
+    assert isinstance(m, GeminiModel) and m.generation == "3"
+    assert m.count(*size) == 1120
+    assert m.count(*size, "low") == 280
+    assert m.count(*size, "media_resolution_medium") == 560
+    assert m.count(*size, "high") == 1120
+    assert GeminiModel("gemini-3-flash-preview", generation="3", media_resolution="low").count(*size) == 280
+
+
+def test_gemini_invalid_detail_raises():
+    with pytest.raises(ValueError):
+        GeminiModel(generation="3").count(100, 100, "original")
+    with pytest.raises(ValueError):
+        GeminiModel(generation="2").count(100, 100, "low")  # media resolution modelled for Gemini 3 only
+    with pytest.raises(ValueError):
+        GeminiModel(generation="2.5")
+    with pytest.raises(ValueError):
+        GeminiModel().count(0, 10)
+
+
+@pytest.mark.parametrize(
+    "provider, model, generation",
+    [("openai", "gemini-2.5-flash", "2"), ("openai", "gemini-2.0-flash", "2"), ("openai", "gemini-2.0-flash-001", "2"),
+     ("openai", "models/gemini-1.5-pro", "1.5"), ("openai-compatible", "gemini-1.5-flash-8b", "1.5"),
+     ("openai", "gemini-3-pro-preview", "3"), ("openai", "gemini-3.1-pro-preview", "3"),
+     ("openai", "google/gemini-2.5-pro", "2"), ("gemini", "gemini-2.5-flash-lite", "2"),
+     ("google", "gemini-3-flash-preview", "3"), ("gemini", None, "2"), ("GEMINI", "Gemini-2.5-Flash", "2")],
+)  # fmt: skip
+def test_gemini_names_route_to_gemini_model(provider, model, generation):
+    m = token_model_for(provider, model)
+    assert isinstance(m, GeminiModel)
+    assert m.generation == generation
+
+
+def test_gpt4o_keeps_the_tile_rule():
+    m = token_model_for("openai", "gpt-4o")
+    assert isinstance(m, OpenAITileModel)
+    assert m.count(1024, 1024) == 765  # OPENAI_DOC example
+
+
+# --- warnings for guessed rules -----------------------------------------------------------------------------
+@pytest.fixture
+def fresh_warnings(monkeypatch, caplog):
+    monkeypatch.setattr(tokens, "_WARNED", set())
+    caplog.set_level(logging.WARNING, logger="cropper")
+    return caplog
+
+
+def _guess_warnings(caplog):
+    return [r for r in caplog.records if r.name == "cropper" and r.levelno == logging.WARNING]
+
+
+def test_unknown_openai_compatible_model_warns_once(fresh_warnings):
+    for _ in range(2):
+        assert isinstance(token_model_for("openai", "my-unknown-vlm-7b"), OpenAITileModel)
+    records = _guess_warnings(fresh_warnings)
+    assert len(records) == 1
+    msg = records[0].getMessage()
+    assert "my-unknown-vlm-7b" in msg and "GPT-4o tile rule" in msg and "ZoomWrapper(..., token_model=...)" in msg
+
+
+def test_unknown_anthropic_model_warns_once(fresh_warnings):
+    token_model_for("anthropic", "claude-sonnet-9")
+    token_model_for("claude", "claude-sonnet-9")
+    records = _guess_warnings(fresh_warnings)
+    assert len(records) == 1
+    msg = records[0].getMessage()
+    assert "claude-sonnet-9" in msg and "default Claude rule" in msg and "token_model=" in msg
+
+
+def test_unknown_gemini_model_warns_once(fresh_warnings):
+    token_model_for("openai", "gemini-flash-latest")
+    token_model_for("gemini", "gemini-flash-latest")
+    records = _guess_warnings(fresh_warnings)
+    assert len(records) == 1 and "gemini-flash-latest" in records[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    "provider, model",
+    [("openai", "gpt-4.1-mini"), ("openai", "gpt-4o"), ("openai", "gpt-5.4"), ("openai", None),
+     ("openai", "Qwen/Qwen2.5-VL-7B-Instruct"), ("openai", "gemini-2.5-flash"), ("gemini", "gemini-3-pro-preview"),
+     ("anthropic", "claude-sonnet-4-5"), ("anthropic", "claude-3-5-sonnet-20241022"),
+     ("anthropic", "claude-sonnet-4-20250514"), ("anthropic", "claude-opus-4-7"), ("anthropic", None),
+     ("reader", "anything"), ("hf", "some/unknown-model"), ("qwen2.5-vl", "whatever"), ("qwen3-vl", None)],
+)  # fmt: skip
+def test_known_names_and_local_providers_do_not_warn(fresh_warnings, provider, model):
+    token_model_for(provider, model)
+    assert _guess_warnings(fresh_warnings) == []
