@@ -41,7 +41,7 @@ def to_openai_messages(messages: list[Message], image_format: str = "png",
     encodings where one would break `limits` (see `image_codec.encode_within`); images that carry their
     own wire block are sent as they came.
     """
-    encoder = _Encoder(image_format, limits or OPENAI_IMAGE_LIMITS, messages)
+    encoder = ImageEncoder(image_format, limits or OPENAI_IMAGE_LIMITS, messages)
     out: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []  # user messages holding tool-result images, sent after the tool run
     for msg in messages:
@@ -69,8 +69,9 @@ def to_openai_messages(messages: list[Message], image_format: str = "png",
     return out
 
 
-class _Encoder:
-    """Encodes the images this request makes, each within its share of the request's byte limits."""
+class ImageEncoder:
+    """Encodes the images a request makes, each within its share of the request's byte limits (images that
+    carry their own wire block are sent as they came and are not counted)."""
 
     def __init__(self, image_format: str, limits: ImageLimits, messages: list[Message]):
         self.image_format = image_format
@@ -83,7 +84,7 @@ class _Encoder:
         return f"data:{media_type};base64,{data}"
 
 
-def _user_content(parts: list[Part], encoder: _Encoder) -> str | list[dict[str, Any]]:
+def _user_content(parts: list[Part], encoder: ImageEncoder) -> str | list[dict[str, Any]]:
     # Text-only messages go as a plain string: every OpenAI-compatible server accepts that form.
     if all(isinstance(p, TextPart) and p.wire is None for p in parts):
         return "\n".join(p.text for p in parts)
@@ -93,7 +94,7 @@ def _user_content(parts: list[Part], encoder: _Encoder) -> str | list[dict[str, 
     return content
 
 
-def _content_parts(part: Part, encoder: _Encoder) -> list[dict[str, Any]]:
+def _content_parts(part: Part, encoder: ImageEncoder) -> list[dict[str, Any]]:
     verbatim = own_wire(part, PROVIDER)
     if isinstance(part, RawPart):
         if verbatim is None:
@@ -129,7 +130,7 @@ def _tool(msg: Message) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": msg.tool_call_id, "content": text}
 
 
-def _tool_images_message(msg: Message, encoder: _Encoder) -> dict[str, Any]:
+def _tool_images_message(msg: Message, encoder: ImageEncoder) -> dict[str, Any]:
     who = f"{msg.name} call {msg.tool_call_id}" if msg.name else f"tool call {msg.tool_call_id}"
     content: list[dict[str, Any]] = [{"type": "text", "text": f"Images returned by the {who}:"}]
     for part in msg.images:

@@ -7,6 +7,8 @@ that has any, runs the strategy through the user's own client, and returns the S
 wrote it: earlier turns and their images (not re-encoded), blocks we do not model, the caller's own tools,
 thinking blocks, `cache_control`. Requests without images, strategy `full` and every other method are
 forwarded untouched; what is passed through unzoomed is said once at INFO on the "cropper" logger.
+`stream=True` runs the rounds, then hands back the final answer as the SDK's stream items
+(`dropin_stream`).
 
 Unless the wrapper was given a `budget`, a zoomed request never costs more visual tokens than the plain
 one would (the caller's `detail` included): the plain cost is the budget, and where even the global view
@@ -48,7 +50,7 @@ def attach(wrapper: Any, kind: str) -> None:
         completions = _OpenAICompletions(wrapper, client.chat.completions, is_async)
         wrapper.chat = _Forward(client.chat, completions=completions)
         if hasattr(client, "responses"):
-            wrapper.responses = _Passthrough(wrapper, client.responses, "responses")
+            wrapper.responses = _OpenAIResponses(wrapper, client.responses, is_async)
     else:
         wrapper.messages = _AnthropicMessages(wrapper, client.messages, is_async, beta=False)
         beta = getattr(client, "beta", None)
@@ -59,8 +61,8 @@ def attach(wrapper: Any, kind: str) -> None:
 def backend_for(wrapper: Any, model: str, method: str = "create") -> Any:
     """A backend over the user's own client for `model` and SDK `method` (cached per model and method).
 
-    `method` is "create" or "parse" (OpenAI `chat.completions.parse`), or "beta" (Anthropic
-    `beta.messages.create`).
+    `method` is "create" or "parse" (OpenAI `chat.completions.parse`), "responses" (OpenAI
+    `responses.create`), or "beta" (Anthropic `beta.messages.create`).
     """
     cache = wrapper.__dict__.setdefault("_dropin_backends", {})
     key = (model, method)
@@ -68,7 +70,11 @@ def backend_for(wrapper: Any, model: str, method: str = "create") -> Any:
         # Honour the retry count the user set on their own client.
         retries = getattr(wrapper.client, "max_retries", None)
         extra = {"max_retries": retries} if isinstance(retries, int) else {}
-        if wrapper.client_kind.startswith("openai"):
+        if method == "responses":
+            from backends.openai_responses import OpenAIResponsesBackend
+
+            cache[key] = OpenAIResponsesBackend(model=model, client=wrapper.client, **extra)
+        elif wrapper.client_kind.startswith("openai"):
             from backends.openai_api import OpenAIBackend
 
             cache[key] = OpenAIBackend(model=model, client=wrapper.client, method=method, **extra)
@@ -96,21 +102,6 @@ def _say_once(wrapper: Any, what: str, why: str) -> None:
     if (what, why) not in said:
         said.add((what, why))
         logger.info("cropper: %s passed through unzoomed: %s", what, why)
-
-
-class _Passthrough(_Forward):
-    """An SDK resource the wrapper does not zoom (yet): every call goes to the client, said once at INFO."""
-
-    def __init__(self, wrapper: Any, target: Any, name: str):
-        super().__init__(target)
-        self._wrapper = wrapper
-        self._name = name
-
-    def __getattr__(self, attr: str) -> Any:
-        value = getattr(self._target, attr)
-        if callable(value) and not attr.startswith("_"):
-            _say_once(self._wrapper, f"{self._name}.{attr}", "this method is not zoomed by cropper")
-        return value
 
 
 def _plain(value: Any) -> Any:
@@ -155,6 +146,8 @@ class _Intercept(_Forward):
     # provider hooks
     label = ""
 
+    replays_streams = True
+
     def _neutral(self, messages: Any) -> list:
         raise NotImplementedError
 
@@ -191,15 +184,18 @@ class _Intercept(_Forward):
             return None
         return dataclasses.replace(config, budget=plain)
 
+    #: The request's conversation keyword (`input` on the Responses API).
+    messages_key = "messages"
+
     def _call(self, method: str, kwargs: dict[str, Any]):
         wrapper = self._wrapper
-        messages, model = kwargs.get("messages"), kwargs.get("model")
+        messages, model = kwargs.get(self.messages_key), kwargs.get("model")
         forward = getattr(self._target, method)
         what = f"{self.label}.{method}"
         if wrapper.strategy == "full":
             return forward(**kwargs)
-        if kwargs.get("stream"):
-            _say_once(wrapper, what, "streaming requests are not zoomed yet")
+        if kwargs.get("stream") and not self.replays_streams:
+            _say_once(wrapper, what, "streamed requests are not zoomed on this method")
             return forward(**kwargs)
         request, why = self._zoom_request(messages, kwargs)
         if request is None:
@@ -210,17 +206,36 @@ class _Intercept(_Forward):
         if config is None:
             _say_once(wrapper, what, "the image is already small: a zoomed view would cost as much as the plain one")
             return forward(**kwargs)
-        options = {k: v for k, v in kwargs.items() if k not in ("messages", "model", "tools")}
+        options = {k: v for k, v in kwargs.items()
+                   if k not in (self.messages_key, "model", "tools", "stream", "stream_options")}
+        if kwargs.get("stream"):
+            # The rounds run unstreamed; the final answer is handed back as the SDK's stream items.
+            # A streamed reply cannot be judged an abstention before it is handed over: no retries then.
+            config = dataclasses.replace(config, abstain_retries=0)
+            options["_stream"] = kwargs.get("stream_options") or {}
         if wrapper.strategy == "tool" and config.protocol == "awares" and len(request.images) != 1:
             _say_once(wrapper, what, "the AwaRes protocol zooms one image per request")
             return forward(**kwargs)
         return self._run(backend, request, config, options)
 
+    def _stream_of(self, response: Any, stream_options: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
     def _run(self, backend, request: ZoomRequest, config, options: dict[str, Any]):
         wrapper = self._wrapper
+        stream_options = options.pop("_stream", None)
+
+        def finish(answer):
+            response = _finish(answer)
+            if stream_options is None:
+                return response
+            from .dropin_stream import ReplayedStream
+
+            return ReplayedStream(self._stream_of(response, stream_options), cropper=answer.to_dict())
+
         if not self._is_async:
             try:
-                return _finish(wrapper.run(backend, request=request, options=options, config=config))
+                return finish(wrapper.run(backend, request=request, options=options, config=config))
             except BackendError as exc:
                 raise _unwrap(exc) from None
 
@@ -232,13 +247,19 @@ class _Intercept(_Forward):
                 answer = await asyncio.to_thread(wrapper.run, bridge, request=request, options=options, config=config)
             except BackendError as exc:
                 raise _unwrap(exc) from None
-            return _finish(answer)
+            return finish(answer)
 
         return go()
 
     def create(self, **kwargs):
         """The SDK's create, with the images of the last user message zoomed."""
         return self._call("create", kwargs)
+
+    def stream(self, **kwargs):
+        """The SDK's streaming helper (`messages.stream`, `chat.completions.stream`): passed through unzoomed
+        (use `create(..., stream=True)` to zoom a streamed request)."""
+        _say_once(self._wrapper, f"{self.label}.stream", "the streaming helper is not zoomed; create(stream=True) is")
+        return self._target.stream(**kwargs)
 
 
 class _OpenAICompletions(_Intercept):
@@ -252,9 +273,31 @@ class _OpenAICompletions(_Intercept):
 
         return from_openai_messages(_plain(list(messages or [])), keep_wire=True)
 
+    def _stream_of(self, response, stream_options):
+        from .dropin_stream import openai_chunks
+
+        return openai_chunks(response, include_usage=bool(stream_options.get("include_usage")))
+
     def parse(self, **kwargs):
         """The SDK's `parse` (structured output), with the images zoomed; every round goes through `parse`."""
         return self._call("parse", kwargs)
+
+
+class _OpenAIResponses(_Intercept):
+    label = "responses"
+    messages_key = "input"
+    replays_streams = False  # the Responses API's event stream is not replayed (yet): passed through, said once
+
+    def __init__(self, wrapper: Any, target: Any, is_async: bool):
+        super().__init__(target, wrapper, is_async)
+
+    def _neutral(self, items):
+        from backends.responses_wire import from_responses_input
+
+        return from_responses_input(_plain(items if isinstance(items, str) else list(items or [])))
+
+    def _backend_method(self, method: str) -> str:
+        return "responses"
 
 
 class _AnthropicMessages(_Intercept):
@@ -271,3 +314,8 @@ class _AnthropicMessages(_Intercept):
 
     def _backend_method(self, method: str) -> str:
         return "beta" if self._beta else method
+
+    def _stream_of(self, response, stream_options):
+        from .dropin_stream import anthropic_events
+
+        return anthropic_events(response, beta=self._beta)

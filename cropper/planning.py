@@ -38,9 +38,10 @@ def view_tokens(view: View, token_model: TokenModel, detail: str | None = None) 
     return token_model.count(view.image.width, view.image.height, detail)
 
 
-#: A view is shrunk to the size the provider processes only when that cuts its long side by more than this
-#: share: below it the provider's resize is a rounding (Qwen's 28-px grid moves a side by up to 14 px), not a
-#: downscale worth a resample of ours (the ones that matter are large: Claude's 1.2 MP, gpt-4o's 768-px side).
+#: A view is shrunk to the size the provider processes only when that drops more than this share of its
+#: pixels: below it the provider's resize is a rounding (Qwen's 28-px grid moves a side by up to 14 px, 2-3%
+#: of a 600-px side), not a downscale worth a resample of ours (the ones that matter are large: Claude's
+#: 1.2 MP cap, gpt-4o's 768-px short side).
 _AS_USED_SLACK = 0.10
 
 
@@ -53,7 +54,7 @@ def as_used(view: View, token_model: TokenModel, detail: str | None = None) -> V
     """
     w, h = view.image.size
     ew, eh = token_model.effective_size(w, h, detail)
-    if ew > w or eh > h or max(ew, eh) >= (1 - _AS_USED_SLACK) * max(w, h):
+    if ew > w or eh > h or ew * eh >= (1 - _AS_USED_SLACK) * w * h:
         return view
     return View(view.box, view.image.resize((ew, eh), Image.Resampling.LANCZOS))
 

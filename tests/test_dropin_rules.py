@@ -455,3 +455,34 @@ def test_a_crops_caption_is_sent_once_and_the_tool_description_reads_cleanly(ant
     result = ant.bodies[1]["messages"][-1]["content"][0]
     captions = [b["text"] for b in result["content"] if b["type"] == "text"]
     assert len(captions) == 1 and captions[0].startswith("Crop: region")
+
+
+# --- 9. streaming ------------------------------------------------------------------------------------------
+
+
+def test_a_streamed_openai_request_is_zoomed_and_streams_the_final_answer(oai):
+    oai.enqueue(zoom_call({"crop": "top_left"}), {"text": "B7-4421"})
+    client = ZoomWrapper(openai_client(oai.url), strategy="tool", budget=100_000)
+    stream = client.chat.completions.create(model="gpt-4o", stream=True, stream_options={"include_usage": True},
+                                            messages=[{"role": "user", "content": [
+                                                {"type": "text", "text": "Sign?"}, openai_image(quadrants())]}])
+    with stream as chunks:
+        received = list(chunks)
+    assert all(isinstance(c, openai.types.chat.ChatCompletionChunk) for c in received)
+    assert "".join(c.choices[0].delta.content or "" for c in received if c.choices) == "B7-4421"
+    assert received[-1].usage is not None  # include_usage: the last chunk holds the usage, as the API's does
+    assert len(oai.bodies) == 2 and all("stream" not in b for b in oai.bodies)  # the rounds ran, zoomed
+    assert [im.size for im in images_in_openai_request(oai.bodies[0])] == [(1024, 683)]
+    assert stream.cropper["crops"] == [AWARES9["top_left"].to_list()]
+
+
+def test_a_streamed_anthropic_request_is_zoomed_and_yields_the_sdks_events(ant):
+    ant.enqueue({"text": "B7"})
+    stream = ZoomWrapper(anthropic_client(ant.url), strategy="low").messages.create(
+        model="claude-sonnet-4-5", max_tokens=50, stream=True,
+        messages=[{"role": "user", "content": [anthropic_image(quadrants()), {"type": "text", "text": "Sign?"}]}])
+    events = list(stream)
+    assert [e.type for e in events] == ["message_start", "content_block_start", "content_block_delta",
+                                        "content_block_stop", "message_delta", "message_stop"]
+    assert events[2].delta.text == "B7" and events[4].delta.stop_reason == "end_turn"
+    assert [im.size for im in images_in_anthropic_request(ant.bodies[0])] == [(1024, 683)]
