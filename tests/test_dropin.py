@@ -315,16 +315,18 @@ def test_anthropic_text_only_request_reaches_the_server_unchanged(ant):
     assert body["messages"] == messages and body["system"] == "Be brief." and "tools" not in body
 
 
-def test_stream_true_passes_through_with_the_original_image(oai):
+def test_stream_true_is_zoomed_and_the_streaming_helper_passes_through(oai):
     client = ZoomWrapper(openai_client(oai), strategy="low")
     stream = client.chat.completions.create(model="gpt-4o", messages=[openai_user()], stream=True)
-    try:
-        assert isinstance(stream, openai.Stream)
-    finally:
-        stream.close()
+    assert [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content] == ["ok"]
     (body,) = oai.bodies
-    assert body["stream"] is True
-    assert [im.size for im in images_in_openai_request(body)] == [(W, H)]  # not zoomed
+    assert [im.size for im in images_in_openai_request(body)] == [(1024, 683)]  # zoomed: the global view
+    text_only = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                               stream=True)
+    try:
+        assert isinstance(text_only, openai.Stream)  # nothing to zoom: the client's own stream
+    finally:
+        text_only.close()
 
 
 def test_strategy_full_passes_through_untouched(oai, ant):

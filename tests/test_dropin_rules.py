@@ -19,7 +19,12 @@ import openai
 import pytest
 from fake_servers import FakeAnthropicServer, FakeOpenAIServer, images_in_anthropic_request, images_in_openai_request
 from PIL import Image
-from provider_schemas import anthropic_beta_schema_errors, anthropic_schema_errors, openai_chat_schema_errors
+from provider_schemas import (
+    anthropic_beta_schema_errors,
+    anthropic_schema_errors,
+    openai_chat_schema_errors,
+    openai_responses_schema_errors,
+)
 
 from backends.image_codec import encode_within
 from cropper import AWARES9, GridCropper, ZoomWrapper
@@ -48,8 +53,9 @@ def ant_server():
 def oai(oai_server):
     oai_server.reset()
     yield oai_server
-    for body in oai_server.bodies:
-        assert openai_chat_schema_errors(body) == [], "a body broke OpenAI's schema"
+    for request in oai_server.requests:
+        check = openai_responses_schema_errors if request.path.endswith("/responses") else openai_chat_schema_errors
+        assert check(request.body) == [], "a body broke OpenAI's schema"
 
 
 @pytest.fixture
@@ -486,3 +492,28 @@ def test_a_streamed_anthropic_request_is_zoomed_and_yields_the_sdks_events(ant):
                                         "content_block_stop", "message_delta", "message_stop"]
     assert events[2].delta.text == "B7" and events[4].delta.stop_reason == "end_turn"
     assert [im.size for im in images_in_anthropic_request(ant.bodies[0])] == [(1024, 683)]
+
+
+def test_responses_create_is_zoomed_and_the_crop_returns_in_the_function_call_output(oai):
+    oai.enqueue(zoom_call({"crop": "top_left"}), {"text": "B7-4421"})
+    client = ZoomWrapper(openai_client(oai.url), strategy="tool", budget=100_000)
+    media, data = encoded(quadrants())
+    response = client.responses.create(model="gpt-4.1", instructions="Be brief.", input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "What is written on the sign?"},
+        {"type": "input_image", "image_url": f"data:{media};base64,{data}", "detail": "auto"}]}])
+    assert isinstance(response, openai.types.responses.Response) and response.output_text == "B7-4421"
+    first, second = oai.bodies
+    assert first["instructions"] == "Be brief." and first["tools"][0]["name"] == "zoom"
+    output = next(i for i in second["input"] if i.get("type") == "function_call_output")
+    call = next(i for i in second["input"] if i.get("type") == "function_call")
+    assert output["call_id"] == call["call_id"] == "call_1"
+    (crop_part,) = [p for p in output["output"] if p["type"] == "input_image"]
+    crop = Image.open(io.BytesIO(base64.b64decode(crop_part["image_url"].split(",", 1)[1])))
+    assert centre(crop) == (255, 0, 0) and client.last_answer.crops == [AWARES9["top_left"]]
+
+
+def test_responses_create_without_images_goes_to_the_client_unchanged(oai):
+    client = ZoomWrapper(openai_client(oai.url), strategy="tool")
+    client.responses.create(model="gpt-4.1", input="hello")
+    (body,) = oai.bodies
+    assert body["input"] == "hello" and "tools" not in body
