@@ -4,9 +4,12 @@ Point the REAL SDKs at them (`base_url=server.url`); they answer with JSON shape
 SDKs parse it as they would in production. Each server:
 
 - records every request in `server.requests` (`RecordedRequest`: method, path, headers, parsed JSON body,
-  arrival time); `server.bodies` lists just the bodies;
-- rejects requests the real API would reject (HTTP 400, checks in `fake_wire_checks`) and, when
-  `expected_key` is set, wrong keys (HTTP 401);
+  arrival time, byte size); `server.bodies` lists just the bodies;
+- rejects requests the real API would reject, with the API's status and error body: HTTP 400 for a body
+  that fails the provider's official request schema (`provider_schemas`) or a documented rule
+  (`fake_wire_checks`), 413 for an Anthropic body over 32 MB, and, when `expected_key` is set, 401 for a
+  wrong key;
+- streams when the body says `stream: true` (server-sent events, `fake_streams`), as the SDKs expect;
 - answers from a script: `server.enqueue(*entries)` queues entries used one per request, in order; when
   the queue is empty, `server.responder(body) -> entry` is called if set, else `server.default` is used;
 - can serve many tests: `server.reset()` forgets the requests, the queue and the responder.
@@ -18,6 +21,8 @@ An entry is a dict, either a reply:
     {"tool_calls": [{"name": "zoom", "arguments": "{not json"}]}  # a string is sent as-is (OpenAI)
     {"text": "hi", "usage": {"input_tokens": 12, "output_tokens": 3}, "model": "other-model"}
     {"raw": {...}}                                               # this exact JSON body, HTTP 200
+    {"thinking": "reasoning", "text": "hi"}  # Anthropic: starts with a signed thinking block (the server
+    {"redacted_thinking": "opaque"}          # remembers what it signed: a block sent back modified is a 400)
 
 or a fault:
 
@@ -26,6 +31,9 @@ or a fault:
     {"status": 400}
     {"delay": 0.5}                   # sleep first (to provoke client timeouts), then reply with the
     {"delay": 0.5, "text": "late"}   # rest of the entry, or with the responder/default when nothing else
+
+Endpoints: OpenAI `POST /v1/chat/completions`, `POST /v1/responses` (replies as `response` objects: text
+as a `message` item, tool_calls as `function_call` items) and `GET /v1/models`; Anthropic `POST /v1/messages`.
 
 Usage:
 
@@ -39,8 +47,10 @@ Usage:
 
 from __future__ import annotations
 
+import base64
 import collections
 import json
+import os
 import threading
 import time
 import uuid
@@ -52,29 +62,38 @@ from typing import Any
 from PIL import Image
 
 try:  # tests/ itself is on sys.path under pytest's default import mode (no tests/__init__.py)
-    from fake_wire_checks import anthropic_problem, decode_b64_image, decode_data_url, openai_problem
+    import fake_streams as streams
+    import fake_wire_checks as checks
+    import provider_schemas as schemas
 except ImportError:  # imported as `tests.fake_servers`
-    from .fake_wire_checks import anthropic_problem, decode_b64_image, decode_data_url, openai_problem
+    from . import fake_streams as streams
+    from . import fake_wire_checks as checks
+    from . import provider_schemas as schemas
 
 Entry = dict[str, Any]
 
 
 @dataclass
 class RecordedRequest:
-    """One request as the server saw it. `headers` keys are lower-case; `body` is the parsed JSON (or None)."""
+    """One request as the server saw it. `headers` keys are lower-case; `body` is the parsed JSON (or None);
+    `size` the body's length in bytes."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: Any
     time: float
+    size: int = 0
 
 
 class _FakeServer:
     """Shared machinery: the HTTP server thread, the request log and the script."""
 
-    #: Path prefix of the JSON API (the part of `url` after host:port) and the POST endpoint served.
+    #: The main POST endpoint, and every POST path served with the name `_problem` / `_reply` know it by.
     endpoint = ""
+    routes: dict[str, str] = {}
+    #: A documented cap on the request body (HTTP 413 above it), or None.
+    max_body_bytes: int | None = None
 
     def __init__(self, responder: Callable[[Any], Entry] | None = None, expected_key: str | None = None,
                  validate: bool = True, default: Entry | None = None):
@@ -88,6 +107,10 @@ class _FakeServer:
         self._stop = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # What the server signed (Anthropic thinking signature -> thinking text; redacted data); kept across
+        # reset(), as real signatures stay valid.
+        self._signatures: dict[str, str] = {}
+        self._redacted: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -171,11 +194,14 @@ class _FakeServer:
             return 401, {}, self._error_body(401, "invalid x-api-key / bearer token")
         if req.method == "GET":
             return self._get(req.path)
-        if req.path != self.endpoint:
+        route = self.routes.get(req.path)
+        if route is None:
             return 404, {}, self._error_body(404, f"no route {req.path}")
-        if req.body is None:
-            return 400, {}, self._error_body(400, "request body is not valid JSON")
-        problem = self._problem(req.body) if self.validate else None
+        if self.max_body_bytes is not None and req.size > self.max_body_bytes:
+            return 413, {}, self._error_body(413, "Request exceeds the maximum size")
+        if not isinstance(req.body, dict):
+            return 400, {}, self._error_body(400, "request body is not a valid JSON object")
+        problem = self._problem(route, req) if self.validate else None
         if problem:
             return 400, {}, self._error_body(400, problem)
         entry = dict(self._next_entry(req.body))
@@ -189,8 +215,10 @@ class _FakeServer:
         if status >= 400:
             return status, headers, entry.get("body", self._error_body(status, f"scripted fault {status}"))
         if "raw" in entry:
+            self._remember(entry["raw"])
             return status, headers, entry["raw"]
-        return status, headers, self._reply_body(req.body, entry)
+        extra, payload = self._reply(route, req.body, entry)
+        return status, {**extra, **headers}, payload
 
     def _get(self, path: str) -> tuple[int, dict[str, str], Any]:
         return 404, {}, self._error_body(404, f"no route {path}")
@@ -199,14 +227,19 @@ class _FakeServer:
     def _key_of(self, headers: dict[str, str]) -> str | None:
         raise NotImplementedError
 
-    def _problem(self, body: Any) -> str | None:
+    def _problem(self, route: str, req: RecordedRequest) -> str | None:
+        """The first schema error, else the first broken documented rule, else None."""
         raise NotImplementedError
 
     def _error_body(self, status: int, message: str) -> Any:
         raise NotImplementedError
 
-    def _reply_body(self, body: Any, entry: Entry) -> Any:
+    def _reply(self, route: str, body: Any, entry: Entry) -> tuple[dict[str, str], Any]:
+        """(extra headers, payload) answering a reply entry; bytes payloads (streams) go out as they are."""
         raise NotImplementedError
+
+    def _remember(self, reply: Any) -> None:
+        """Note what a reply signed (scripted `raw` replies included), to accept it back unchanged."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -230,7 +263,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         fake: _FakeServer = self.server.fake  # type: ignore[attr-defined]
         try:
-            status, extra, payload = fake._handle(RecordedRequest(self.command, path, headers, body, time.monotonic()))
+            req = RecordedRequest(self.command, path, headers, body, time.monotonic(), len(raw))
+            status, extra, payload = fake._handle(req)
         except Exception as exc:  # a broken script or responder: say so instead of dropping the connection
             status, extra = 500, {"x-should-retry": "false"}
             payload = fake._error_body(500, f"fake server error: {type(exc).__name__}: {exc}")
@@ -252,31 +286,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def _rough_tokens(body: Any) -> int:
-    """A deterministic stand-in for prompt tokens: ~4 characters a token plus a flat 85 per image."""
-    text = json.dumps(body)
-    images = text.count('"image_url"') + text.count('"type": "image"')
-    return max(1, (len(text) - sum(len(s) for s in _base64_strings(body))) // 4 + 85 * images)
-
-
-def _base64_strings(obj: Any) -> list[str]:
-    if isinstance(obj, dict):
-        return [s for v in obj.values() for s in _base64_strings(v)]
-    if isinstance(obj, list):
-        return [s for v in obj for s in _base64_strings(v)]
-    return [obj] if isinstance(obj, str) and len(obj) > 200 else []
-
-
-def _usage(body: Any, entry: Entry) -> tuple[int, int]:
-    usage = entry.get("usage") or {}
-    out_default = 1 + len(entry.get("text") or "") // 4 + 20 * len(entry.get("tool_calls") or [])
-    return int(usage.get("input_tokens", _rough_tokens(body))), int(usage.get("output_tokens", out_default))
-
-
 class FakeOpenAIServer(_FakeServer):
-    """A fake OpenAI API: POST /v1/chat/completions, GET /v1/models. `url` is "http://127.0.0.1:PORT/v1"."""
+    """A fake OpenAI API: POST /v1/chat/completions and /v1/responses, GET /v1/models.
+
+    `url` is "http://127.0.0.1:PORT/v1".
+    """
 
     endpoint = "/v1/chat/completions"
+    routes = {"/v1/chat/completions": "chat", "/v1/responses": "responses"}
 
     @property
     def url(self) -> str:
@@ -287,8 +304,23 @@ class FakeOpenAIServer(_FakeServer):
         auth = headers.get("authorization", "")
         return auth[len("Bearer "):] if auth.startswith("Bearer ") else None
 
-    def _problem(self, body: Any) -> str | None:
-        return openai_problem(body)
+    def _problem(self, route: str, req: RecordedRequest) -> str | None:
+        if route == "responses":
+            errors = schemas.openai_responses_schema_errors(req.body)
+            return errors[0] if errors else checks.openai_responses_problem(req.body)
+        errors = schemas.openai_chat_schema_errors(req.body)
+        return errors[0] if errors else checks.openai_problem(req.body)
+
+    def _reply(self, route: str, body: Any, entry: Entry) -> tuple[dict[str, str], Any]:
+        if route == "responses":
+            if body.get("stream"):
+                raise NotImplementedError("the fake does not stream /v1/responses")
+            return {}, streams.responses_body(body, entry, streams.usage(body, entry))
+        reply = self._reply_body(body, entry)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return {"content-type": "text/event-stream"}, streams.openai_chat_stream(reply, include_usage)
+        return {}, reply
 
     def _get(self, path: str) -> tuple[int, dict[str, str], Any]:
         if path == "/v1/models":
@@ -313,7 +345,7 @@ class FakeOpenAIServer(_FakeServer):
                                    "refusal": None, "annotations": []}
         if calls:
             message["tool_calls"] = calls
-        prompt, completion = _usage(body, entry)
+        prompt, completion = streams.usage(body, entry)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:29]}", "object": "chat.completion", "created": int(time.time()),
             "model": entry.get("model", body.get("model")), "system_fingerprint": "fp_fake", "service_tier": "default",
@@ -330,6 +362,8 @@ class FakeAnthropicServer(_FakeServer):
     """A fake Anthropic API: POST /v1/messages. `url` is "http://127.0.0.1:PORT" (the SDK appends /v1/...)."""
 
     endpoint = "/v1/messages"
+    routes = {"/v1/messages": "messages"}
+    max_body_bytes = checks.ANTHROPIC_MAX_BODY_BYTES
 
     @property
     def url(self) -> str:
@@ -341,22 +375,68 @@ class FakeAnthropicServer(_FakeServer):
         auth = headers.get("authorization", "")
         return headers.get("x-api-key") or (auth[len("Bearer "):] if auth.startswith("Bearer ") else None)
 
-    def _problem(self, body: Any) -> str | None:
-        return anthropic_problem(body)
+    def _problem(self, route: str, req: RecordedRequest) -> str | None:
+        # `client.beta.messages.create` sends `anthropic-beta`: its body follows the beta params.
+        betas = req.headers.get("anthropic-beta")
+        schema = schemas.anthropic_beta_schema_errors if betas is not None else schemas.anthropic_schema_errors
+        errors = schema(req.body)
+        if errors:
+            return errors[0]
+        return checks.anthropic_problem(req.body, betas or "") or self._signature_problem(req.body)
+
+    def _signature_problem(self, body: dict) -> str | None:
+        """https://platform.claude.com/docs/en/build-with-claude/extended-thinking: thinking blocks go back
+        unmodified; the API checks each block's `signature` (a modified block is refused; the API's text)."""
+        if (body.get("thinking") or {}).get("type") != "enabled":
+            return None
+        for i, msg in enumerate(body["messages"]):
+            blocks = msg.get("content") if msg.get("role") == "assistant" else None
+            for j, block in enumerate(blocks if isinstance(blocks, list) else []):
+                with self._lock:
+                    signed = self._signatures.get(block.get("signature", ""))
+                    redacted_ok = block.get("data") in self._redacted
+                if block.get("type") == "thinking" and signed != block.get("thinking"):
+                    return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                if block.get("type") == "redacted_thinking" and not redacted_ok:  # wording ours
+                    return f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block"
+        return None
+
+    def _remember(self, reply: Any) -> None:
+        content = reply.get("content") if isinstance(reply, dict) else None
+        with self._lock:
+            for block in content if isinstance(content, list) else []:
+                if block.get("type") == "thinking":
+                    self._signatures[block.get("signature")] = block.get("thinking")
+                elif block.get("type") == "redacted_thinking":
+                    self._redacted.add(block.get("data"))
 
     def _error_body(self, status: int, message: str) -> Any:
         kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-                429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
+                413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": message}, "request_id": f"req_{uuid.uuid4().hex[:24]}"}
 
+    def _reply(self, route: str, body: Any, entry: Entry) -> tuple[dict[str, str], Any]:
+        message = self._reply_body(body, entry)
+        if body.get("stream"):
+            return {"content-type": "text/event-stream"}, streams.anthropic_stream(message)
+        return {}, message
+
     def _reply_body(self, body: Any, entry: Entry) -> Any:
-        content: list[dict[str, Any]] = [{"type": "text", "text": entry["text"]}] if entry.get("text") else []
+        content: list[dict[str, Any]] = []
+        if entry.get("thinking") is not None:
+            signature = base64.b64encode(os.urandom(48)).decode()
+            content.append({"type": "thinking", "thinking": entry["thinking"], "signature": signature})
+        if entry.get("redacted_thinking") is not None:
+            content.append({"type": "redacted_thinking", "data": entry["redacted_thinking"]})
+        if entry.get("text"):
+            content.append({"type": "text", "text": entry["text"]})
         for c in entry.get("tool_calls") or []:
             args = c.get("arguments") or {}
             content.append({"type": "tool_use", "id": c.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
                             "name": c["name"], "input": json.loads(args) if isinstance(args, str) else args})
         has_calls = any(b["type"] == "tool_use" for b in content)
-        prompt, completion = _usage(body, entry)
+        prompt, completion = streams.usage(body, entry)
+        self._remember({"content": content})
         return {
             "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
             "model": entry.get("model", body.get("model")), "content": content,
@@ -373,7 +453,7 @@ def images_in_openai_request(body: Any) -> list[Image.Image]:
         content = msg.get("content")
         for part in content if isinstance(content, list) else []:
             if part.get("type") == "image_url":
-                images.append(decode_data_url(part["image_url"]["url"]))
+                images.append(checks.decode_data_url(part["image_url"]["url"]))
     return images
 
 
@@ -384,10 +464,23 @@ def images_in_anthropic_request(body: Any) -> list[Image.Image]:
     def walk(blocks: Any) -> None:
         for block in blocks if isinstance(blocks, list) else []:
             if block.get("type") == "image" and (block.get("source") or {}).get("type") == "base64":
-                images.append(decode_b64_image(block["source"]["data"]))
+                images.append(checks.decode_b64_image(block["source"]["data"]))
             elif block.get("type") == "tool_result":
                 walk(block.get("content"))
 
     for msg in body.get("messages", []):
         walk(msg.get("content"))
+    return images
+
+
+def images_in_responses_request(body: Any) -> list[Image.Image]:
+    """Decode every data-URL `input_image` of a Responses body (messages and function_call outputs), in order."""
+    items = body.get("input")
+    images = []
+    for item in items if isinstance(items, list) else []:
+        parts = item.get("output") if item.get("type") == "function_call_output" else item.get("content")
+        for part in parts if isinstance(parts, list) else []:
+            url = part.get("image_url") if part.get("type") == "input_image" else None
+            if isinstance(url, str) and url.startswith("data:"):
+                images.append(checks.decode_data_url(url))
     return images

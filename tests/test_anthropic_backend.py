@@ -67,9 +67,11 @@ def test_text_reply_usage_system_and_default_max_tokens(server):
 
 
 def test_options_override_defaults(server):
-    make(server, max_tokens=64, temperature=0.2).generate([user("hi")], max_tokens=10)
+    # (`stop_sequences`, not `temperature`: the installed SDK's MessageCreateParams has no sampling options,
+    # and the fake validates every body against that type.)
+    make(server, max_tokens=64, stop_sequences=("END",)).generate([user("hi")], max_tokens=10)
     body = server.requests[0].body
-    assert body["max_tokens"] == 10 and body["temperature"] == 0.2
+    assert body["max_tokens"] == 10 and body["stop_sequences"] == ["END"]
 
 
 def test_images_arrive_at_the_size_sent_with_labels(server):
