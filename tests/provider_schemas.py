@@ -64,26 +64,20 @@ class _Elided(str):
         return self._length
 
 
-def _shrink(value: Any) -> Any:
-    """Copy of a JSON value with every long string replaced by an :class:`_Elided`."""
-    if isinstance(value, str):
-        return _Elided(value) if len(value) > _LONG_STRING else value
-    if isinstance(value, dict):
-        return {k: _shrink(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_shrink(v) for v in value]
-    return value
+def _shrink(value: Any, plain: bool = False) -> Any:
+    """Copy of a JSON value with every long string replaced by an :class:`_Elided`.
 
-
-def _shrink_plain(value: Any) -> Any:
-    """Like `_shrink`, with plain `str` stand-ins: pydantic's strict mode refuses a `str` subclass, and the
-    Anthropic request types set no length limits that the stand-in's `len()` would have to keep."""
+    `plain=True` makes the stand-ins plain `str`: pydantic's strict mode refuses a `str` subclass, and the
+    Anthropic request types set no length limits that the stand-in's `len()` would have to keep.
+    """
     if isinstance(value, str):
-        return str(_Elided(value)) if len(value) > _LONG_STRING else value
+        if len(value) <= _LONG_STRING:
+            return value
+        return str(_Elided(value)) if plain else _Elided(value)
     if isinstance(value, dict):
-        return {k: _shrink_plain(v) for k, v in value.items()}
+        return {k: _shrink(v, plain) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_shrink_plain(v) for v in value]
+        return [_shrink(v, plain) for v in value]
     return value
 
 
@@ -433,7 +427,7 @@ def _anthropic_errors(body: dict, *, beta: bool, allow_system_messages: bool) ->
 
     if not isinstance(body, dict):
         return [f"<body>: expected a JSON object, got {type(body).__name__}"]
-    small = _shrink_plain(body)
+    small = _shrink(body, plain=True)
     lines: list[str] = []
     for key, header in _ANTHROPIC_HEADER_PARAMS.items():
         if key in small:
