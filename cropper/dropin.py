@@ -146,8 +146,6 @@ class _Intercept(_Forward):
     # provider hooks
     label = ""
 
-    replays_streams = True
-
     def _neutral(self, messages: Any) -> list:
         raise NotImplementedError
 
@@ -193,9 +191,6 @@ class _Intercept(_Forward):
         forward = getattr(self._target, method)
         what = f"{self.label}.{method}"
         if wrapper.strategy == "full":
-            return forward(**kwargs)
-        if kwargs.get("stream") and not self.replays_streams:
-            _say_once(wrapper, what, "streamed requests are not zoomed on this method")
             return forward(**kwargs)
         request, why = self._zoom_request(messages, kwargs)
         if request is None:
@@ -286,8 +281,6 @@ class _OpenAICompletions(_Intercept):
 class _OpenAIResponses(_Intercept):
     label = "responses"
     messages_key = "input"
-    replays_streams = False  # the Responses API's event stream is not replayed (yet): passed through, said once
-
     def __init__(self, wrapper: Any, target: Any, is_async: bool):
         super().__init__(target, wrapper, is_async)
 
@@ -295,6 +288,11 @@ class _OpenAIResponses(_Intercept):
         from backends.responses_wire import from_responses_input
 
         return from_responses_input(_plain(items if isinstance(items, str) else list(items or [])))
+
+    def _stream_of(self, response, stream_options):
+        from .dropin_stream import responses_events
+
+        return responses_events(response)
 
     def _backend_method(self, method: str) -> str:
         return "responses"

@@ -1,10 +1,11 @@
 """`stream=True` in the drop-in: run the zoom rounds, then hand the caller the final answer as an SDK stream.
 
 The rounds run without streaming (a round's reply must be read whole to know whether it asks to zoom);
-the final response is then given back as the chunks (OpenAI `ChatCompletionChunk`) or events (Anthropic
-`RawMessageStreamEvent`) the SDK's own stream would yield for it, typed by the SDK, so code written for
-`for chunk in client.chat.completions.create(..., stream=True)` keeps working unchanged. The tokens do not
-arrive one by one: the answer is complete when the first chunk is handed over.
+the final response is then given back as the items the SDK's own stream would yield for it, typed by
+the SDK: OpenAI `ChatCompletionChunk`s, Responses API `ResponseStreamEvent`s, Anthropic
+`RawMessageStreamEvent`s. Code written for `for chunk in client.chat.completions.create(..., stream=True)`
+keeps working unchanged. The tokens do not arrive one by one: the answer is complete when the first item
+is handed over.
 """
 
 from __future__ import annotations
@@ -118,3 +119,55 @@ def anthropic_events(message: Any, beta: bool = False) -> list[Any]:
     raw.append({"type": "message_stop"})
     adapter = pydantic.TypeAdapter(Event)
     return [adapter.validate_python(event) for event in raw]
+
+
+def responses_events(response: Any) -> list[Any]:
+    """The `ResponseStreamEvent`s the Responses API streams for `response`: created, in_progress, then per
+    output item its added / content / delta / done events, then completed (sequence numbers from 0).
+
+    Sequence from https://platform.openai.com/docs/guides/streaming-responses (Responses API): message
+    items stream `output_text` deltas inside a content part; function calls stream their arguments;
+    other items (reasoning, ...) arrive whole in `output_item.added` / `output_item.done`.
+    """
+    dumped = response.model_dump(mode="json", exclude_none=True)
+    pending = {**dumped, "status": "in_progress", "output": []}
+    raw: list[dict[str, Any]] = [{"type": "response.created", "response": pending},
+                                 {"type": "response.in_progress", "response": pending}]
+    for index, item in enumerate(dumped.get("output") or []):
+        kind, item_id = item.get("type"), item.get("id", "")
+        where = {"item_id": item_id, "output_index": index}
+        if kind == "message":
+            raw.append({"type": "response.output_item.added", "output_index": index,
+                        "item": {**item, "status": "in_progress", "content": []}})
+            for part_index, part in enumerate(item.get("content") or []):
+                at = {**where, "content_index": part_index}
+                if part.get("type") == "output_text":
+                    raw.append({"type": "response.content_part.added", **at, "part": {**part, "text": ""}})
+                    raw.append({"type": "response.output_text.delta", **at, "delta": part["text"], "logprobs": []})
+                    raw.append({"type": "response.output_text.done", **at, "text": part["text"], "logprobs": []})
+                else:
+                    raw.append({"type": "response.content_part.added", **at, "part": part})
+                raw.append({"type": "response.content_part.done", **at, "part": part})
+        elif kind == "function_call":
+            raw.append({"type": "response.output_item.added", "output_index": index,
+                        "item": {**item, "status": "in_progress", "arguments": ""}})
+            raw.append({"type": "response.function_call_arguments.delta", **where, "delta": item["arguments"]})
+            raw.append({"type": "response.function_call_arguments.done", **where, "arguments": item["arguments"]})
+        else:
+            raw.append({"type": "response.output_item.added", "output_index": index, "item": item})
+        raw.append({"type": "response.output_item.done", "output_index": index, "item": item})
+    raw.append({"type": "response.completed", "response": dumped})
+    classes = _responses_event_classes()
+    # `construct`, as the SDK itself builds what it reads off the wire: a server that leaves out a field
+    # the SDK's type requires (OpenAI-compatible servers do) still streams.
+    return [classes[event["type"]].construct(**event, sequence_number=n) for n, event in enumerate(raw)]
+
+
+def _responses_event_classes() -> dict[str, Any]:
+    """The SDK's Responses stream event classes by their `type` value."""
+    import typing
+
+    from openai.types.responses import ResponseStreamEvent
+
+    union = typing.get_args(ResponseStreamEvent)[0]
+    return {typing.get_args(cls.model_fields["type"].annotation)[0]: cls for cls in typing.get_args(union)}

@@ -8,120 +8,30 @@ refuse for its shape fails here too.
 from __future__ import annotations
 
 import base64
-import functools
 import io
 import json
 import logging
-import random
 
-import anthropic
 import openai
 import pytest
-from fake_servers import FakeAnthropicServer, FakeOpenAIServer, images_in_anthropic_request, images_in_openai_request
-from PIL import Image
-from provider_schemas import (
-    anthropic_beta_schema_errors,
-    anthropic_schema_errors,
-    openai_chat_schema_errors,
-    openai_responses_schema_errors,
+from dropin_support import (
+    ANTHROPIC_MAX_IMAGE_B64,
+    anthropic_client,
+    anthropic_image,
+    centre,
+    encoded,
+    openai_client,
+    openai_image,
+    photo,
+    quadrants,
+    zoom_call,
 )
+from fake_servers import images_in_anthropic_request, images_in_openai_request
+from PIL import Image
 
-from backends.image_codec import encode_within
-from cropper import AWARES9, GridCropper, ZoomWrapper
-from cropper.awares import AWARES_README_PROMPT, AWARES_SYSTEM_PROMPT
+from cropper import AWARES9, GridCropper, ZoomWrapper, awares
 from cropper.tokens import token_model_for
 from cropper.zoom_tool import zoom_tool
-
-OPENAI_KEY = "sk-rules-FAKE-KEY-0b1c2d3e"
-ANTHROPIC_KEY = "sk-ant-rules-FAKE-KEY-4f5a6b7c"
-ANTHROPIC_MAX_IMAGE_B64 = 5 * 1024 * 1024  # "image exceeds 5 MB maximum: ... bytes > 5242880 bytes"
-
-
-@pytest.fixture(scope="module")
-def oai_server():
-    with FakeOpenAIServer(expected_key=OPENAI_KEY) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def ant_server():
-    with FakeAnthropicServer(expected_key=ANTHROPIC_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def oai(oai_server):
-    oai_server.reset()
-    yield oai_server
-    for request in oai_server.requests:
-        check = openai_responses_schema_errors if request.path.endswith("/responses") else openai_chat_schema_errors
-        assert check(request.body) == [], "a body broke OpenAI's schema"
-
-
-@pytest.fixture
-def ant(ant_server):
-    ant_server.reset()
-    yield ant_server
-    for request, body in zip(ant_server.requests, ant_server.bodies, strict=True):
-        check = anthropic_beta_schema_errors if "anthropic-beta" in request.headers else anthropic_schema_errors
-        assert check(body) == [], "a body broke the Anthropic SDK's request type"
-
-
-@functools.cache
-def openai_client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url, api_key=OPENAI_KEY, max_retries=0)
-
-
-@functools.cache
-def anthropic_client(url: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=url, api_key=ANTHROPIC_KEY, max_retries=0)
-
-
-@functools.cache
-def photo(width: int, height: int, seed: int = 0) -> Image.Image:
-    """A noisy photo-like image: PNG cannot compress it, as with a real photograph."""
-    rng = random.Random(seed)
-    small = Image.effect_noise((max(1, width // 4), max(1, height // 4)), 80).convert("RGB")
-    tint = Image.new("RGB", small.size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
-    small = Image.blend(small, tint, 0.3)
-    noise = Image.effect_noise((width, height), 40).convert("RGB")
-    return Image.blend(small.resize((width, height)), noise, 0.5)
-
-
-def encoded(image: Image.Image, fmt: str = "PNG", **save) -> tuple[str, str]:
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **save)
-    return f"image/{fmt.lower()}", base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def openai_image(image: Image.Image, fmt: str = "PNG", detail: str | None = None, **save) -> dict:
-    media, data = encoded(image, fmt, **save)
-    spec = {"url": f"data:{media};base64,{data}"}
-    if detail:
-        spec["detail"] = detail
-    return {"type": "image_url", "image_url": spec}
-
-
-def anthropic_image(image: Image.Image, fmt: str = "PNG", **save) -> dict:
-    media, data = encoded(image, fmt, **save)
-    return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
-
-
-def quadrants(width: int = 3000, height: int = 2000) -> Image.Image:
-    img = Image.new("RGB", (width, height))
-    for name, colour in {"top_left": (255, 0, 0), "top_right": (0, 255, 0), "bottom_left": (0, 0, 255),
-                         "bottom_right": (255, 255, 0)}.items():
-        img.paste(colour, AWARES9[name].to_pixels(width, height))
-    return img
-
-
-def centre(img: Image.Image) -> tuple[int, int, int]:
-    return img.convert("RGB").getpixel((img.width // 2, img.height // 2))
-
-
-def zoom_call(arguments: dict, call_id: str = "call_1") -> dict:
-    return {"tool_calls": [{"id": call_id, "name": "zoom", "arguments": arguments}]}
-
 
 # --- 1. the last zoom round --------------------------------------------------------------------------------
 
@@ -219,6 +129,8 @@ def test_a_12000x2000_image_never_gives_a_crop_over_the_side_limits(ant, oai):
 
 
 def test_encoding_falls_back_to_lossy_formats_to_fit_a_byte_cap():
+    from backends.image_codec import encode_within  # new in issue 25: imported here so the module loads on f07399e
+
     noisy = photo(1400, 1000, seed=5)
     media, data = encode_within(noisy, "png", max_bytes=None)
     assert media == "image/png" and len(data) > 1_500_000
@@ -440,8 +352,8 @@ README_PROMPT = (
 
 
 def test_the_awares_prompts_are_the_sources_verbatim(oai):
-    assert AWARES_SYSTEM_PROMPT == PLUGIN_PROMPT
-    assert AWARES_README_PROMPT == README_PROMPT
+    assert awares.AWARES_SYSTEM_PROMPT == PLUGIN_PROMPT
+    assert awares.AWARES_README_PROMPT == README_PROMPT
     client = ZoomWrapper(openai_client(oai.url), strategy="tool", protocol="awares")
     client.chat.completions.create(model="qwen2.5-vl-awares", messages=[{"role": "user", "content": [
         {"type": "text", "text": "Sign?"}, openai_image(quadrants())]}])
@@ -517,3 +429,21 @@ def test_responses_create_without_images_goes_to_the_client_unchanged(oai):
     client.responses.create(model="gpt-4.1", input="hello")
     (body,) = oai.bodies
     assert body["input"] == "hello" and "tools" not in body
+
+
+def test_a_streamed_responses_request_is_zoomed_and_yields_the_sdks_events(oai):
+    oai.enqueue(zoom_call({"crop": "top_left"}), {"text": "B7-4421"})
+    client = ZoomWrapper(openai_client(oai.url), strategy="tool", budget=100_000)
+    media, data = encoded(quadrants())
+    stream = client.responses.create(model="gpt-4.1", stream=True, input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "What is written on the sign?"},
+        {"type": "input_image", "image_url": f"data:{media};base64,{data}"}]}])
+    with stream as events:
+        events = list(events)
+    assert all("stream" not in body for body in oai.bodies) and len(oai.bodies) == 2  # the rounds ran, zoomed
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if isinstance(e, openai.types.responses.ResponseTextDeltaEvent))
+    assert text == "B7-4421" == events[-1].response.output_text
+    assert stream.cropper["crops"] == [AWARES9["top_left"].to_list()]
