@@ -7,15 +7,19 @@ refuse for its shape fails here too.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import logging
 
+import anthropic
 import openai
 import pytest
 from dropin_support import (
+    ANTHROPIC_KEY,
     ANTHROPIC_MAX_IMAGE_B64,
+    OPENAI_KEY,
     anthropic_client,
     anthropic_image,
     centre,
@@ -447,3 +451,30 @@ def test_a_streamed_responses_request_is_zoomed_and_yields_the_sdks_events(oai):
     text = "".join(e.delta for e in events if isinstance(e, openai.types.responses.ResponseTextDeltaEvent))
     assert text == "B7-4421" == events[-1].response.output_text
     assert stream.cropper["crops"] == [AWARES9["top_left"].to_list()]
+
+
+def test_async_responses_and_anthropic_streams_are_zoomed_and_iterate_with_async_for(oai, ant):
+    oai.enqueue(zoom_call({"crop": "top_left"}), {"text": "B7-4421"})
+    ant.enqueue({"text": "B7"})
+    media, data = encoded(quadrants())
+
+    async def go():
+        oai_client = ZoomWrapper(openai.AsyncOpenAI(base_url=oai.url, api_key=OPENAI_KEY, max_retries=0),
+                                 strategy="tool", budget=100_000)
+        stream = await oai_client.responses.create(model="gpt-4.1", stream=True, input=[{"role": "user", "content": [
+            {"type": "input_text", "text": "Sign?"}, {"type": "input_image", "image_url": f"data:{media};base64,{data}"}]}])
+        responses_events = [event async for event in stream]
+        ant_client = ZoomWrapper(anthropic.AsyncAnthropic(base_url=ant.url, api_key=ANTHROPIC_KEY, max_retries=0),
+                                 strategy="low")
+        async with await ant_client.messages.create(
+                model="claude-sonnet-4-5", max_tokens=50, stream=True,
+                messages=[{"role": "user", "content": [anthropic_image(quadrants()), {"type": "text", "text": "?"}]}],
+        ) as events:
+            anthropic_events = [event async for event in events]
+        return responses_events, anthropic_events
+
+    responses_events, anthropic_events = asyncio.run(go())
+    assert len(oai.bodies) == 2 and responses_events[-1].response.output_text == "B7-4421"
+    assert [im.size for im in images_in_anthropic_request(ant.bodies[0])] == [(1024, 683)]
+    text = "".join(e.delta.text for e in anthropic_events if e.type == "content_block_delta")
+    assert text == "B7" and anthropic_events[-1].type == "message_stop"
