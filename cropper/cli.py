@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, OSError, ImportError, RuntimeError) as exc:
         print(f"cropper {args.command}: error: {exc}", file=sys.stderr)
+        if args.command == "ask" and args.json:
+            # A script that asked for JSON reads stdout: give it an object there too, not an empty stream.
+            print(json.dumps({"error": str(exc)}))
         return 2
     return 1
 

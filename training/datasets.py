@@ -141,7 +141,9 @@ def _parse_line(line: str, base: Path, check_images: bool) -> Item:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise _Bad(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        # Some of json's messages end in "at" ("Invalid control character at"): say the column only once.
+        message = exc.msg.removesuffix(" at")
+        raise _Bad(f"not valid JSON ({message} at column {exc.colno})") from None
     if not isinstance(row, dict):
         raise _Bad(f"expected a JSON object, got {type(row).__name__}")
     raw_id = row.get("id")

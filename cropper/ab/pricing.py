@@ -57,7 +57,7 @@ def load_prices(source: str | os.PathLike | dict[str, Any] | None) -> dict[str, 
         except FileNotFoundError:
             raise FileNotFoundError(f"price table not found: {where}") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            raise ValueError(f"{where}: not valid JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno})") from None
     if not isinstance(source, dict):
         raise ValueError(f"{where}: expected an object of model -> {{input, output}} prices")
     for model, entry in source.items():

@@ -8,6 +8,7 @@
 
 The run folder holds `run.json` (the settings results were made with), `results.jsonl` (appended as each
 answer comes), `summary.json` and `report.html`. Rerunning with the same folder does only what is missing.
+While a run writes the folder it holds a lock on `results.jsonl.lock`: a second run there is refused.
 """
 
 from __future__ import annotations
@@ -185,22 +186,25 @@ def compare(
     # Which trained policy each label ran (weights and settings): `policy` names whatever is bundled today.
     settings["policies"] = {name: fp for name, c in croppers.items()
                             if (fp := getattr(c.inner, "fingerprint", lambda: None)()) is not None}
-    _check_run_file(out, settings, overwrite)
-
-    items, bad_lines = load_jsonl(data, check_images=False)  # a missing image becomes that item's error line
-    if limit is not None:
-        items = items[:limit]
-    item_ids = {item.id for item in items}
-    wrapper = ZoomWrapper(backend, strategy="low", budget=budget, global_side=global_side, max_rounds=max_rounds,
-                          abstain_retries=abstain_retries, **backend_options)
-    target = wrapper._backend_for_ask()
-    wrapper._token_model = wrapper.token_model_for(target)  # count on the real backend, not the proxies
-    local = not hasattr(type(target), "async_client")  # HTTP backends have an async client; local ones not
-    workers = concurrency or (1 if local else _API_CONCURRENCY)
-
     results = ResultsFile(out / RESULTS_FILE)
-    done = results.open()
+    # Lock first: a second run on this folder must fail before it rewrites run.json or --overwrite deletes
+    # the results the first one is still appending to.
+    results.lock()
     try:
+        _check_run_file(out, settings, overwrite)
+
+        items, bad_lines = load_jsonl(data, check_images=False)  # a missing image becomes that item's error line
+        if limit is not None:
+            items = items[:limit]
+        item_ids = {item.id for item in items}
+        wrapper = ZoomWrapper(backend, strategy="low", budget=budget, global_side=global_side, max_rounds=max_rounds,
+                              abstain_retries=abstain_retries, **backend_options)
+        target = wrapper._backend_for_ask()
+        wrapper._token_model = wrapper.token_model_for(target)  # count on the real backend, not the proxies
+        local = not hasattr(type(target), "async_client")  # HTTP backends have an async client; local ones not
+        workers = concurrency or (1 if local else _API_CONCURRENCY)
+
+        done = results.open()
         _record_bad_lines(results, done, bad_lines, item_ids, names)
         jobs = [(item, [s for s in names if (item.id, s) not in done]) for item in items]
         jobs = [(item, todo) for item, todo in jobs if todo]
