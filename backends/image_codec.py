@@ -6,11 +6,12 @@ Shared by the OpenAI and Anthropic wire converters and by the test fakes; no SDK
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 from dataclasses import dataclass
 
 from PIL import Image
+
+from .image_decode import ImageError, data_url_bytes, decode_image
 
 #: Formats we send. PNG is the default because crops usually hold small text, where JPEG artefacts hurt.
 _MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
@@ -94,33 +95,17 @@ def to_data_url(image: Image.Image, image_format: str = "png") -> str:
     return f"data:{media_type};base64,{data}"
 
 
-def decode_base64_image(data: str) -> Image.Image:
-    """Decode base64 image bytes into an RGB PIL image (ValueError on bad base64 or non-image bytes)."""
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("image data is not valid base64") from exc
-    try:
-        img = Image.open(io.BytesIO(raw))
-        img.load()
-    except Exception as exc:  # PIL raises several unrelated types for bad bytes
-        raise ValueError(f"image data could not be decoded ({type(exc).__name__}: {exc})") from exc
-    return img if img.mode == "RGB" else img.convert("RGB")
+def decode_base64_image(data: str, label: str = "image", max_pixels: int | None = None) -> Image.Image:
+    """Decode base64 image bytes into an RGB PIL image (`image_decode.decode_image`: the pixel cap is checked
+    on the header, before decoding). ImageError (a ValueError) on bad base64, non-image bytes or a bomb."""
+    return decode_image(data_url_bytes(data, label), label, max_pixels)
 
 
-def from_data_url(url: str) -> Image.Image:
-    """Decode a base64 `data:` URL into an RGB PIL image.
+def from_data_url(url: str, label: str = "image", max_pixels: int | None = None) -> Image.Image:
+    """Decode a base64 `data:` URL into an RGB PIL image, as `decode_base64_image` does.
 
-    Remote (http/https) URLs raise ValueError: this library never downloads images on its own.
+    Remote (http/https) URLs raise ImageError: this library never downloads images on its own.
     """
-    if url.startswith(("http://", "https://")):
-        raise ValueError(
-            f"remote image URLs are not fetched ({url[:80]!r}); download the image and pass it as a PIL image "
-            "or a base64 data URL"
-        )
-    if not url.startswith("data:"):
-        raise ValueError(f"unsupported image URL {url[:40]!r}: expected a base64 data URL")
-    header, sep, payload = url.partition(",")
-    if not sep or ";base64" not in header:
-        raise ValueError("only base64 data URLs are supported (data:image/...;base64,...)")
-    return decode_base64_image(payload)
+    if not url.startswith(("data:", "http://", "https://")):
+        raise ImageError(f"{label}: unsupported image URL {url[:40]!r}: expected a base64 data URL")
+    return decode_image(data_url_bytes(url, label), label, max_pixels)

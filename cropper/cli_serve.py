@@ -18,11 +18,15 @@ def add_parser(sub) -> None:
     p.add_argument("--budget", type=int, default=None, help="visual-token budget per request")
     p.add_argument("--global-side", type=int, default=1024)
     p.add_argument("--api-key", default=None,
-                   help="clients must send 'Authorization: Bearer KEY' (default: $CROPPER_PROXY_KEY, else no auth)")
+                   help="clients must send 'Authorization: Bearer KEY'. Prefer $CROPPER_PROXY_KEY (the default): "
+                        "a key on the command line shows in `ps`")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="request body cap")
     p.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds")
     p.add_argument("--max-concurrency", type=int, default=8, help="requests answered at once")
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond that before 429")
+    p.add_argument("--max-decoded-mpixels", type=float, default=150.0,
+                   help="megapixels all requests may hold decoded at once (3 bytes each in memory); a request "
+                        "over it is refused with 413, one that does not fit now with 429")
     p.add_argument("--allow-remote-images", action="store_true",
                    help="fetch http(s) image URLs (public hosts only, size-capped, with a timeout)")
     p.add_argument("--log-level", default="info")
@@ -39,6 +43,7 @@ def run(args) -> int:
         global_side=args.global_side, api_key=args.api_key or os.environ.get("CROPPER_PROXY_KEY") or None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), timeout_s=args.timeout,
         max_concurrency=args.max_concurrency, max_queue=args.max_queue, allow_remote_images=args.allow_remote_images,
+        max_decoded_pixels=int(args.max_decoded_mpixels * 1_000_000),
     )
     print(f"cropper serve: http://{args.host}:{args.port}/v1 -> {args.upstream} ({args.strategy})"
           + (", client auth on" if config.api_key else ""), flush=True)

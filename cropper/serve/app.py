@@ -17,6 +17,7 @@ or a log line. Clients authenticate to the proxy with `--api-key` (Bearer) when 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -26,6 +27,8 @@ from typing import Any
 
 from backends.base import BackendError
 
+from .admission import AdmissionError, Gate, PixelBudget, Slot
+from .body_checks import BodyError, check_chat_body
 from .metrics import Metrics
 from .remote_images import RemoteImageError, inline_remote_images
 
@@ -53,6 +56,10 @@ class ServeConfig:
     timeout_s: float = 120.0
     max_concurrency: int = 8
     max_queue: int = 64
+    #: Decoded pixels all requests may hold at once. One image at the 100 MP cap fits, two do not: measured
+    #: with `python -m cropper.serve.bombtest`, a 99 MP PNG through the `policy` strategy peaks the server at
+    #: 1.15 GB and two at once at 2.09 GB (the decoded RGB image, its views, the cropper's work on it).
+    max_decoded_pixels: int = 150_000_000
     allow_remote_images: bool = False
     remote_image_max_bytes: int = 20 * 1024 * 1024
     remote_image_timeout_s: float = 10.0
@@ -63,43 +70,23 @@ class ProxyError(Exception):
     """An error answered in OpenAI's error JSON shape."""
 
     def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, param: str | None = None):
         super().__init__(message)
         self.status, self.message, self.kind, self.code, self.headers = status, message, kind, code, headers or {}
+        self.param = param
 
-
-class Gate:
-    """At most `limit` requests answered at once and `queue` waiting; beyond that, 429 at once."""
-
-    def __init__(self, limit: int, queue: int):
-        self.limit, self.queue = limit, queue
-        self.active = self.waiting = 0
-        self._condition = asyncio.Condition()
-
-    async def __aenter__(self) -> Gate:
-        async with self._condition:
-            if self.active >= self.limit:
-                if self.waiting >= self.queue:
-                    raise ProxyError(429, "the proxy is at capacity; retry shortly", "rate_limit_error",
-                                     "proxy_saturated", {"Retry-After": "1"})
-                self.waiting += 1
-                try:
-                    await self._condition.wait_for(lambda: self.active < self.limit)
-                finally:
-                    self.waiting -= 1
-            self.active += 1
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        async with self._condition:
-            self.active -= 1
-            self._condition.notify()
+    @classmethod
+    def refused(cls, exc: AdmissionError) -> ProxyError:
+        """The client's answer to a request that was not admitted."""
+        kind = "rate_limit_error" if exc.status == 429 else "invalid_request_error"
+        headers = {"Retry-After": f"{exc.retry_after:g}"} if exc.retry_after is not None else None
+        return cls(exc.status, exc.message, kind, exc.code, headers)
 
 
 def _error_response(error: ProxyError):
     from starlette.responses import JSONResponse
 
-    body = {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.code}}
+    body = {"error": {"message": error.message, "type": error.kind, "param": error.param, "code": error.code}}
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
@@ -114,6 +101,7 @@ class Proxy:
         self.config = config
         self.metrics = Metrics()
         self.gate: Gate | None = None  # made on the server's event loop (startup)
+        self.pixels = PixelBudget(config.max_decoded_pixels)
         self.default_backend = load_backend(config.upstream, **config.upstream_options)
         self.kind = config.upstream.partition(":")[0].strip().lower()
         self.default_model = getattr(self.default_backend, "model", None) or config.upstream
@@ -155,16 +143,33 @@ class Proxy:
 
     async def completions(self, request):
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_s  # the queue's wait counts against the timeout
         self.metrics.in_flight += 1
+        slot = None
         try:
             self._check_auth(request)
             body = await self._read_json(request)
-            async with self.gate:
-                response = await self._answer(body)
+            try:
+                await self.gate.acquire(deadline - loop.time())
+            except AdmissionError as exc:
+                raise ProxyError.refused(exc) from None
+            slot = Slot(self.gate, self.pixels)
+            response = await self._answer(body, slot, deadline)
         except ProxyError as error:
             self.metrics.error(error.status)
             response = _error_response(error)
+        except Exception:  # noqa: BLE001 - a bug of ours: answered in OpenAI's shape, counted, logged once
+            logger.exception("cropper serve: internal error")
+            self.metrics.error(500)
+            response = _error_response(ProxyError(500, "internal error in the cropper proxy (see its log)",
+                                                  "server_error", "internal_error"))
         finally:
+            if slot is not None:
+                slot.finish()
+                if slot.lingering:  # timed out: the slot stays taken until its thread ends
+                    self.metrics.lingering += 1
+                    slot.on_release = self.metrics.lingering_done
             self.metrics.in_flight -= 1
             self.metrics.latency(time.perf_counter() - started)
         return response
@@ -173,7 +178,8 @@ class Proxy:
         if not self.config.api_key:
             return
         header = request.headers.get("authorization", "")
-        if header != f"Bearer {self.config.api_key}":
+        # Constant time: `!=` would tell a client, by its timing, how much of a guessed key was right.
+        if not hmac.compare_digest(header.encode(), f"Bearer {self.config.api_key}".encode()):
             raise ProxyError(401, "invalid or missing API key for this proxy (Authorization: Bearer ...)",
                              "invalid_request_error", "invalid_api_key")
 
@@ -191,32 +197,43 @@ class Proxy:
             body = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ProxyError(400, f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
-            raise ProxyError(400, "a chat completion needs a non-empty `messages` list")
+        try:
+            check_chat_body(body)
+        except BodyError as exc:
+            raise ProxyError(400, str(exc), param=exc.param) from None
         return body
 
-    async def _answer(self, body: dict[str, Any]):
-        from backends.openai_wire import from_openai_messages
-
-        from ..zoom_request import ZoomRequest
-
-        messages = body["messages"]
-        try:
-            await asyncio.to_thread(inline_remote_images, messages, self.config.allow_remote_images,
-                                    self.config.remote_image_max_bytes, self.config.remote_image_timeout_s)
-            neutral = from_openai_messages(messages)
-            request = ZoomRequest.find(neutral)
-            if request is not None:
-                request.images  # noqa: B018 - decode (and check) them here, where a bad image is a 400
-        except (RemoteImageError, ValueError, KeyError, TypeError) as exc:
-            raise ProxyError(400, f"cannot read the request's messages: {exc}") from None
+    async def _answer(self, body: dict[str, Any], slot: Slot, deadline: float):
+        # Everything that reads image bytes runs on worker threads: the event loop keeps answering /healthz.
+        neutral, request, pixels = await self._thread(lambda: self._read_messages(body["messages"]), slot, deadline,
+                                                      reading=True)
         if request is None:
             self.metrics.request("passthrough")
             if self.raw_passthrough:
                 return await self._forward(body)
-            return await self._generate(body, neutral)
+            return await self._generate(body, neutral, slot, deadline)
+        try:
+            slot.take_pixels(pixels)  # before a pixel is decoded
+        except AdmissionError as exc:
+            raise ProxyError.refused(exc) from None
         self.metrics.request("zoomed")
-        return await self._zoom(body, request)
+        return await self._zoom(body, request, slot, deadline)
+
+    def _read_messages(self, messages: list[dict[str, Any]]):
+        """(neutral messages, the ZoomRequest or None, the declared pixels of the request's images).
+
+        Sizes come from the images' headers: nothing is decoded here (the zoomed images are decoded once
+        the pixel budget has room for them).
+        """
+        from backends.openai_wire import from_openai_messages
+
+        from ..zoom_request import ZoomRequest
+
+        inline_remote_images(messages, self.config.allow_remote_images, self.config.remote_image_max_bytes,
+                             self.config.remote_image_timeout_s)
+        pixels = declared_pixels(messages)
+        neutral = from_openai_messages(messages, keep_wire=True)
+        return neutral, ZoomRequest.find(neutral), pixels
 
     async def _forward(self, body: dict[str, Any]):
         """The request, unchanged, to an OpenAI-compatible upstream; its answer (or stream) back as it is."""
@@ -247,18 +264,23 @@ class Proxy:
         await reply.aclose()
         return Response(content, status_code=reply.status_code, headers=passed)
 
-    async def _generate(self, body: dict[str, Any], neutral):
+    async def _generate(self, body: dict[str, Any], neutral, slot: Slot, deadline: float):
         """A text-only request to a non-OpenAI upstream (reader, Anthropic, hf): one generate call."""
         backend = self.backend_for(body.get("model"))
         options = {k: body[k] for k in FORWARDED_OPTIONS if k in body}
-        reply = await self._call(lambda: backend.generate(neutral, **options))
+        reply = await self._thread(lambda: backend.generate(neutral, **options), slot, deadline)
         usage = {"prompt_tokens": reply.usage.input_tokens or 0, "completion_tokens": reply.usage.output_tokens or 0}
         return self._completion(body, reply.text, usage, None)
 
-    async def _zoom(self, body: dict[str, Any], request):
+    async def _zoom(self, body: dict[str, Any], request, slot: Slot, deadline: float):
         backend = self.backend_for(body.get("model"))
         options = {k: body[k] for k in FORWARDED_OPTIONS if k in body}
-        answer = await self._call(lambda: self.wrapper.run(backend, request=request, options=options))
+
+        def work():
+            request.images  # noqa: B018 - decoded here, on the worker, within the pixel budget taken
+            return self.wrapper.run(backend, request=request, options=options)
+
+        answer = await self._thread(work, slot, deadline)
         token_model = self.wrapper.token_model_for(backend)
         full = sum(token_model.count(img.width, img.height, detail)
                    for img, detail in zip(request.images, request.details, strict=True))
@@ -269,24 +291,25 @@ class Proxy:
         completion = answer.output_tokens if answer.output_tokens is not None else len(answer.text.split())
         return self._completion(body, answer.text, {"prompt_tokens": prompt, "completion_tokens": completion}, extra)
 
-    async def _call(self, fn):
+    async def _thread(self, fn, slot: Slot, deadline: float, reading: bool = False):
+        """Run `fn` on a worker thread, within the request's deadline; the slot is held until it ends."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, fn)
+        future.add_done_callback(_retrieve)
+        slot.track(future)
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn), timeout=self.config.timeout_s)
+            return await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             raise ProxyError(504, f"no answer within the proxy's {self.config.timeout_s:g}s timeout", "upstream_error",
                              "timeout") from None
         except BackendError as exc:
-            status = exc.status
-            if status == 429:
-                raise ProxyError(429, "the upstream model is rate limited; retry shortly", "rate_limit_error",
-                                 "upstream_rate_limited", {"Retry-After": "1"}) from None
-            if status is not None and 400 <= status < 500:
-                raise ProxyError(status, f"the upstream model refused the request: {exc}", "invalid_request_error",
-                                 "upstream_rejected") from None
-            timed_out = "timed out" in str(exc).lower() or "timeout" in str(exc).lower()
-            raise ProxyError(504 if timed_out else 502, f"the upstream model failed: {exc}", "upstream_error",
-                             "upstream_error") from None
-        except (ValueError, OSError) as exc:  # an unreadable image, a bad crop request
+            raise _upstream_error(exc) from None
+        except (RemoteImageError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            if not reading and not isinstance(exc, ValueError):
+                raise  # a bug of ours, not the client's: a 500, logged
+            where = "cannot read the request's messages: " if reading else ""
+            raise ProxyError(400, f"{where}{exc}") from None
+        except OSError as exc:  # an unreadable image, a bad crop request
             raise ProxyError(400, str(exc)) from None
 
     def _completion(self, body: dict[str, Any], text: str, usage: dict[str, int], extra: dict | None):
@@ -333,6 +356,47 @@ async def _sse_chunks(ident, created, model, text, usage, extra, body):
     else:
         yield chunk({}, "stop", **final)
     yield "data: [DONE]\n\n"
+
+
+def _retrieve(future) -> None:
+    """Read a finished worker's exception, so one nobody awaits any more (it timed out) is not logged as lost."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _upstream_error(exc: BackendError) -> ProxyError:
+    """The client's answer to an upstream failure: its 4xx passed on, 429 kept, timeouts 504, the rest 502."""
+    status = exc.status
+    if status == 429:
+        return ProxyError(429, "the upstream model is rate limited; retry shortly", "rate_limit_error",
+                          "upstream_rate_limited", {"Retry-After": "1"})
+    if status is not None and 400 <= status < 500:
+        return ProxyError(status, f"the upstream model refused the request: {exc}", "invalid_request_error",
+                          "upstream_rejected")
+    timed_out = "timed out" in str(exc).lower() or "timeout" in str(exc).lower()
+    return ProxyError(504 if timed_out else 502, f"the upstream model failed: {exc}", "upstream_error",
+                      "upstream_error")
+
+
+def declared_pixels(messages: list[dict[str, Any]]) -> int:
+    """The pixels the data-URL images of `messages` declare in their headers (none is decoded).
+
+    ImageError (a ValueError) naming the part for one that is not an image or is over the pixel cap.
+    """
+    from backends.image_decode import data_url_bytes, declared_size
+
+    total = 0
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if part.get("type") != "image_url":
+                continue
+            spec = part["image_url"]
+            url = spec if isinstance(spec, str) else spec["url"]
+            label = f"messages[{i}].content[{j}].image_url"
+            width, height = declared_size(data_url_bytes(url, label), label)
+            total += width * height
+    return total
 
 
 def _close_later(reply):

@@ -21,6 +21,7 @@ class Metrics:
         self.visual_tokens = 0
         self.visual_tokens_saved = 0
         self.in_flight = 0
+        self.lingering = 0  # timed-out requests whose worker thread still runs (their slot stays taken)
         self._buckets = [0] * len(BUCKETS)
         self._latency_sum = 0.0
         self._latency_count = 0
@@ -32,6 +33,11 @@ class Metrics:
     def error(self, status: int) -> None:
         with self._lock:
             self.errors[status] += 1
+
+    def lingering_done(self) -> None:
+        """A timed-out request's last thread ended and its slot came free."""
+        with self._lock:
+            self.lingering -= 1
 
     def tokens(self, used: int, full: int) -> None:
         with self._lock:
@@ -61,6 +67,9 @@ class Metrics:
                       f"cropper_visual_tokens_saved_total {self.visual_tokens_saved}",
                       "# HELP cropper_in_flight Requests being answered now.", "# TYPE cropper_in_flight gauge",
                       f"cropper_in_flight {self.in_flight}",
+                      "# HELP cropper_lingering_requests Timed-out requests still holding their slot while their "
+                      "work ends.", "# TYPE cropper_lingering_requests gauge",
+                      f"cropper_lingering_requests {self.lingering}",
                       "# HELP cropper_request_seconds Latency of chat completion requests.",
                       "# TYPE cropper_request_seconds histogram"]
             lines += [f'cropper_request_seconds_bucket{{le="{b}"}} {n}' for b, n in zip(BUCKETS, self._buckets, strict=True)]

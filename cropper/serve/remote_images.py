@@ -4,7 +4,10 @@ A proxy that fetches any URL a client names is a server-side request forgery hol
 read internal services. So remote images are off unless `--allow-remote-images`, and then every address the
 host name resolves to must be public (no loopback, private, link-local, reserved or multicast targets),
 the response must be an image under the size cap, and the whole fetch has a timeout. Redirects are not
-followed (a public URL could redirect to a private one).
+followed (a public URL could redirect to a private one). The connection goes to the address that was
+checked, with the original host name in `Host` and in TLS (SNI and certificate check): resolving the name
+again to connect would let a DNS server answer a public address to the check and a private one to the
+fetch (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -22,31 +25,45 @@ class RemoteImageError(ValueError):
     """A remote image URL that may not or could not be fetched (the client gets HTTP 400)."""
 
 
-def check_public_host(host: str, resolve=socket.getaddrinfo) -> None:
-    """Raise `RemoteImageError` unless every address `host` resolves to is a public unicast address."""
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for a public unicast address (not loopback, private, link-local, reserved, multicast, unspecified)."""
+    return not (address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
+                or address.is_multicast or address.is_unspecified)
+
+
+def check_public_host(host: str, resolve=socket.getaddrinfo, allowed=is_public) -> str:
+    """The address to connect to for `host`: `RemoteImageError` unless every address it resolves to is
+    `allowed` (public unicast by default)."""
     if not host:
         raise RemoteImageError("image URL has no host")
     try:
         infos = resolve(host, None)
     except OSError as exc:
         raise RemoteImageError(f"cannot resolve image host {host!r}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if (address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
-                or address.is_multicast or address.is_unspecified):
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if not addresses:
+        raise RemoteImageError(f"image host {host!r} resolves to no address")
+    for address in addresses:
+        if not allowed(address):
             raise RemoteImageError(f"image host {host!r} resolves to a non-public address ({address}); refused")
+    return str(addresses[0])
 
 
-def fetch_as_data_url(url: str, max_bytes: int, timeout: float, resolve=socket.getaddrinfo) -> str:
+def fetch_as_data_url(url: str, max_bytes: int, timeout: float, resolve=socket.getaddrinfo, allowed=is_public) -> str:
     """Download an http(s) image (public hosts only, size-capped, no redirects) as a base64 data URL."""
     import httpx
 
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https"):
         raise RemoteImageError(f"unsupported image URL scheme {parsed.scheme!r}")
-    check_public_host(parsed.hostname or "", resolve)
+    host = parsed.hostname or ""
+    address = check_public_host(host, resolve, allowed)
+    # Connect to the checked address; the name goes in Host and, for https, in SNI and the certificate check.
+    pinned = httpx.URL(url).copy_with(host=address)
+    headers = {"Host": parsed.netloc.rpartition("@")[2]}
     try:
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=False) as response:
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client, client.stream(
+                "GET", pinned, headers=headers, extensions={"sni_hostname": host}) as response:
             if response.status_code != 200:
                 raise RemoteImageError(f"fetching {url[:80]!r} gave HTTP {response.status_code}")
             kind = response.headers.get("content-type", "").split(";")[0].strip()
