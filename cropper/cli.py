@@ -81,7 +81,13 @@ def _ask(args) -> int:
     image = load_image(args.image)
     wrapper = ZoomWrapper(args.backend, strategy=args.strategy, cropper=args.cropper, budget=args.budget,
                           global_side=args.global_side, max_rounds=args.max_rounds, protocol=args.protocol)
-    answer = wrapper.ask(image, args.question)
+    try:
+        answer = wrapper.ask(image, args.question)
+    except ValueError as exc:
+        if str(args.image) in str(exc):
+            raise
+        # The strategies see pixels, not files: say which file the problem is with.
+        raise ValueError(f"{args.image} ({image.width}x{image.height}): {exc}") from exc
     if args.json:
         payload = answer.to_dict()
         payload["backend"] = args.backend

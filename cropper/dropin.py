@@ -174,7 +174,7 @@ class _Intercept(_Forward):
         if config.budget is not None:
             return config  # the caller set the budget: theirs, even above the plain request's cost
         token_model = wrapper.token_model_for(backend)
-        plain = sum(token_model.count(img.width, img.height, detail)
+        plain = sum(token_model.count(*token_model.fit_aspect(img.width, img.height), detail)
                     for img, detail in zip(request.images, request.details, strict=True))
         smallest = sum(plan_views(img, [], token_model, global_side=config.global_side, budget=plain, detail=detail).tokens
                        for img, detail in zip(request.images, request.details, strict=True))

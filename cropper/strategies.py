@@ -106,7 +106,8 @@ def _full(backend, token_model, request: ZoomRequest, options) -> Answer:
     """The request as it is: every image at its own size (what the plain model is sent)."""
     reply = backend.generate(request.messages, tools=request.tools or None, **options)
     sizes = [img.size for img in request.images]
-    tokens = sum(token_model.count(w, h, d) for (w, h), d in zip(sizes, request.details, strict=True))
+    # A strip past the model's aspect limit is counted at the size it could be sent at (`fit_aspect`).
+    tokens = sum(token_model.count(*token_model.fit_aspect(w, h), d) for (w, h), d in zip(sizes, request.details, strict=True))
     pixels = sum(effective_pixels(token_model, w, h, d) for (w, h), d in zip(sizes, request.details, strict=True))
     return Answer(text=reply.text.strip(), strategy="full", visual_tokens=tokens, pixels=pixels, view_sizes=sizes,
                   input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens, replies=[reply])
@@ -229,7 +230,7 @@ def view_parts(image: Image.Image, glob: View | None, crops: list[View], first: 
 
 def effective_pixels(token_model: TokenModel, w: int, h: int, detail: str | None = None) -> int:
     """Pixels the provider processes for a `w` x `h` image (after its own resize)."""
-    ew, eh = token_model.effective_size(w, h, detail)
+    ew, eh = token_model.effective_size(*token_model.fit_aspect(w, h), detail)
     return ew * eh
 
 

@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import ClassVar
 
 __all__ = [
     "TokenModel",
@@ -62,6 +63,8 @@ class TokenModel:
     """Base class: the visual-token cost of one image on one provider/model."""
 
     name: str = "token-model"
+    #: The largest long/short side ratio the provider accepts (None: no documented limit); see `fit_aspect`.
+    max_aspect: ClassVar[float | None] = None
 
     def effective_size(self, width: int, height: int, detail: str | None = None) -> tuple[int, int]:
         """Pixel size (width, height) the provider actually processes after its documented resizes."""
@@ -70,6 +73,16 @@ class TokenModel:
     def count(self, width: int, height: int, detail: str | None = None) -> int:
         """Visual tokens billed/used for one image of ``width`` x ``height`` pixels."""
         raise NotImplementedError
+
+    def fit_aspect(self, width: int, height: int) -> tuple[int, int]:
+        """The size to send a ``width`` x ``height`` image at so the provider accepts its aspect ratio: the same
+        within ``max_aspect``, else the short side grown to ``ceil(long / max_aspect)`` (no pixel dropped)."""
+        _check_size(width, height)
+        limit = self.max_aspect
+        if limit is None or max(width, height) <= limit * min(width, height):
+            return width, height
+        short = math.ceil(max(width, height) / limit)  # long / short <= limit
+        return (short, height) if width < height else (width, short)
 
 
 # OpenAI, tile models (GPT-4o, GPT-4.1, gpt-4o-mini, o1/o3, gpt-5, gpt-5.1, computer-use-preview).
@@ -214,6 +227,8 @@ class QwenVLModel(TokenModel):
     min_pixels: int = 56 * 56
     max_pixels: int = 12845056
     name: str = "qwen2.5-vl"
+    #: transformers' smart_resize raises on ``max(h, w) / min(h, w) > 200`` (its MAX_RATIO), for every Qwen-VL.
+    max_aspect: ClassVar[float] = 200.0
 
     @classmethod
     def qwen25(cls, min_pixels: int = 56 * 56, max_pixels: int = 12845056) -> QwenVLModel:
@@ -227,6 +242,13 @@ class QwenVLModel(TokenModel):
 
     def effective_size(self, width: int, height: int, detail: str | None = None) -> tuple[int, int]:
         _check_size(width, height)
+        ratio = max(width, height) / min(width, height)
+        if ratio > self.max_aspect:  # before `_smart_resize`, whose message names neither the size nor the model
+            raise ValueError(
+                f"a {width}x{height} image has an aspect ratio of {ratio:.1f}:1, over the {self.max_aspect:g}:1 "
+                f"that {self.name}'s image processor accepts (transformers' smart_resize refuses it); send it "
+                "within that ratio (cropper.planning.within_aspect stretches its short side) or cut it into pieces"
+            )
         h, w = _smart_resize(height, width, self.patch, self.min_pixels, self.max_pixels)
         return w, h
 

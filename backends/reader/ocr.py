@@ -105,7 +105,7 @@ class OcrEngine:
                 if min(tile.shape[:2]) < 8:
                     continue
                 with self._lock:
-                    boxes, _ = self._engine.text_det(tile)
+                    boxes, _ = self._engine.text_det(_padded(tile))
                 for quad in boxes if boxes is not None else []:
                     xs, ys = quad[:, 0], quad[:, 1]
                     out.append((float(xs.min()) + x0, float(ys.min()) + y0, float(xs.max()) + x0, float(ys.max()) + y0))
@@ -126,6 +126,7 @@ class OcrEngine:
         if min(bgr.shape[:2]) < 8:
             return []
         engine = self._engine
+        bgr = _padded(bgr)
         with self._lock:  # onnxruntime sessions are thread-safe, RapidOCR's pre/post-processing state is not
             boxes, _ = engine.text_det(bgr)
             if boxes is None or len(boxes) == 0:
@@ -178,6 +179,18 @@ class OcrEngine:
             i += len(alt)
             if _letters(_words(alt_parts)) == _letters(_words(parts[j])):
                 pieces[j], parts[j] = alt, alt_parts
+
+
+def _padded(bgr: np.ndarray) -> np.ndarray:
+    """A thin tile padded with white below or to the right to at most 2:1, so RapidOCR's detector (which
+    scales the short side up to 736 px) does not blow a 10x1800 strip up to 736x132480 (111 s for one
+    tile). Padding at the far edges keeps every box's coordinates as they were."""
+    h, w = bgr.shape[:2]
+    if 2 * min(h, w) >= max(h, w):
+        return bgr
+    out = np.full((max(h, (w + 1) // 2), max(w, (h + 1) // 2), 3), 255, dtype=bgr.dtype)
+    out[:h, :w] = bgr
+    return out
 
 
 def _letters(words: tuple[tuple[str, float], ...]) -> str:

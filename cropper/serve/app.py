@@ -275,7 +275,7 @@ class Proxy:
 
         answer = await self._thread(work, slot, deadline)
         token_model = self.wrapper.token_model_for(backend)
-        full = sum(token_model.count(img.width, img.height, detail)
+        full = sum(token_model.count(*token_model.fit_aspect(img.width, img.height), detail)
                    for img, detail in zip(request.images, request.details, strict=True))
         self.metrics.tokens(answer.visual_tokens, full)
         extra = {**answer.to_dict(), "full_image_visual_tokens": full,
