@@ -26,7 +26,10 @@ def load(*args: str, seconds: float) -> tuple[dict, float]:
 
 def check_accounting(stats: dict, clients: int, seconds: float, wall: float) -> None:
     assert KEYS <= set(stats)
-    assert wall <= seconds + 5 and stats["elapsed_s"] <= seconds + 1  # it stops on time
+    # It stops on time: its clients are done within a second of the deadline. The wall time around the
+    # process also holds the interpreter's and the proxy's start, so it only gets a generous bound here;
+    # `python -m cropper.serve.loadtest` reports both (`elapsed_s`, `wall_s`).
+    assert stats["elapsed_s"] <= seconds + 1 and wall <= seconds + 30
     assert stats["requests"] == (stats["ok"] + stats["rejected"] + stats["malformed"] + stats["lost"]
                                  + stats["unfinished"])
     assert stats["lost"] == 0 and stats["malformed"] == 0
