@@ -22,6 +22,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +110,11 @@ class Proxy:
         self.wrapper = ZoomWrapper(self.default_backend, strategy=config.strategy, cropper=config.cropper,
                                    budget=config.budget, global_side=config.global_side, max_rounds=config.max_rounds)
         self._http = None
+        # Pools of their own, not asyncio's default one (6 threads on 2 cores): a slot's work always has a
+        # thread (the gate admits at most `max_concurrency`), and parsing a body never waits behind zooms,
+        # so a 429 comes back at once even when every slot is busy.
+        self.work_pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="cropper-work")
+        self.parse_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cropper-parse")
 
     # --- upstream -----------------------------------------------------------------------------------------
 
@@ -138,6 +144,9 @@ class Proxy:
     async def close(self) -> None:
         if self._http is not None:
             await self._http.aclose()
+        # Not waiting: a timed-out request's thread may still sit on its upstream call; it ends on its own.
+        self.work_pool.shutdown(wait=False, cancel_futures=True)
+        self.parse_pool.shutdown(wait=False)
 
     # --- handlers -----------------------------------------------------------------------------------------
 
@@ -194,7 +203,7 @@ class Proxy:
             if len(data) > cap:
                 raise ProxyError(413, f"request body is over this proxy's {cap:,}-byte cap")
         # Parsed on a worker thread: 32 MB of JSON takes the event loop long enough to stall /healthz.
-        return await asyncio.to_thread(_parse_body, bytes(data))
+        return await asyncio.get_running_loop().run_in_executor(self.parse_pool, _parse_body, bytes(data))
 
     async def _answer(self, body: dict[str, Any], slot: Slot, deadline: float):
         # Everything that reads image bytes runs on worker threads: the event loop keeps answering /healthz.
@@ -287,7 +296,7 @@ class Proxy:
     async def _thread(self, fn, slot: Slot, deadline: float, reading: bool = False):
         """Run `fn` on a worker thread, within the request's deadline; the slot is held until it ends."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, fn)
+        future = loop.run_in_executor(self.work_pool, fn)
         future.add_done_callback(_retrieve)
         slot.track(future)
         try:
