@@ -190,16 +190,16 @@ def test_sigterm_lets_in_flight_requests_finish():
     import sys
     from pathlib import Path
 
-    from cropper.serve.loadtest import _free_port, _wait_healthy
+    from cropper.serve.loadtest import free_port, wait_healthy
 
     root = Path(__file__).resolve().parents[1]
     with FakeOpenAIServer(default={"delay": 1.5, "text": "finished"}) as upstream:
-        port = _free_port()
+        port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "cropper.cli", "serve", "--upstream",
                                    f"openai-compatible:{upstream.url}#m", "--port", str(port), "--log-level", "warning"],
                                   env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL)
         try:
-            _wait_healthy(f"http://127.0.0.1:{port}/healthz")
+            wait_healthy(f"http://127.0.0.1:{port}/healthz")
             result = {}
 
             def call():

@@ -18,12 +18,13 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+
+from .loadtest import free_port, wait_healthy
 
 __all__ = ["main", "run_bombs"]
 
@@ -38,12 +39,6 @@ def _png_data_url(width: int, height: int, mode: str = "RGB") -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=9)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _peak_rss_mb(pid: int) -> float | None:
@@ -115,13 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-healthz-ms", type=float, default=100, help="the bound on every /healthz answer")
     parser.add_argument("serve_args", nargs="*", help="more `cropper serve` flags, after --")
     args = parser.parse_args(argv)
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "cropper.cli", "serve", "--upstream", "reader",
                "--port", str(port), "--log-level", "warning", *args.serve_args]
     server = subprocess.Popen(command, env={**os.environ, "CROPPER_PROXY_KEY": ""})
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        _wait_healthy(url)
+        wait_healthy(url.rsplit("/v1", 1)[0] + "/healthz", server)
         baseline = _peak_rss_mb(server.pid)
         started = time.monotonic()
         result = asyncio.run(run_bombs(url, args.large, args.bombs))
@@ -139,20 +134,6 @@ def main(argv: list[str] | None = None) -> int:
                             and result["healthz_max_ms"] is not None and result["healthz_max_ms"] <= args.max_healthz_ms)
     print(json.dumps(result, indent=2))
     return 0 if result["passed"] else 1
-
-
-def _wait_healthy(url: str, seconds: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url.rsplit("/v1", 1)[0] + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the proxy did not become healthy at {url}")
 
 
 if __name__ == "__main__":

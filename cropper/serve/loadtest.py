@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-__all__ = ["LoadStats", "run_load", "main"]
+__all__ = ["LoadStats", "free_port", "main", "run_load", "wait_healthy"]
 
 #: Headroom of the client's own timeout over the proxy's: the proxy answers 504 at its timeout; a client
 #: that gives up first would count a slow answer as lost when the proxy was about to say why.
@@ -182,7 +182,8 @@ async def run_load(url: str, clients: int, seconds: float, timeout: float = 120.
     return stats.summary(clients, seconds, elapsed)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     url = args.url
     settings = None
     if url is None:
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}/v1"
         settings = {"max_concurrency": args.max_concurrency, "max_queue": args.max_queue, "timeout": args.timeout,
                     "strategy": args.strategy, "global_side": args.global_side}
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             stdout=subprocess.DEVNULL, env={**os.environ})
     try:
         if server is not None:
-            _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
+            wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
         result = asyncio.run(run_load(url, args.clients, args.seconds, timeout=args.timeout))
     finally:
         if server is not None:
@@ -252,7 +253,8 @@ def _stop(server: subprocess.Popen, grace_s: float = 2.0) -> None:
         server.wait()
 
 
-def _wait_healthy(url: str, server: subprocess.Popen | None = None, seconds: float = 60.0) -> None:
+def wait_healthy(url: str, server: subprocess.Popen | None = None, seconds: float = 60.0) -> None:
+    """Wait until `url` (a proxy's /healthz) answers 200; RuntimeError if `server` exits first or time runs out."""
     import httpx
 
     deadline = time.monotonic() + seconds
