@@ -43,10 +43,10 @@ def test_reader_upstream_zooms_and_answers_sync_async_and_streaming():
         text_only = client.chat.completions.create(model="reader", messages=[{"role": "user", "content": "hello"}])
         assert text_only.choices[0].message.content  # the reader says it cannot tell; a normal completion
         metrics = httpx.get(f"{proxy.root}/metrics").text
-        assert 'cropper_requests_total{kind="zoomed"} 3' in metrics
-        assert 'cropper_requests_total{kind="passthrough"} 1' in metrics
+        assert 'cropper_requests_total{kind="zoomed"} 3.0\n' in metrics
+        assert 'cropper_requests_total{kind="passthrough"} 1.0\n' in metrics
         saved = next(line for line in metrics.splitlines() if line.startswith("cropper_visual_tokens_saved_total"))
-        assert int(saved.split()[-1]) > 0
+        assert float(saved.split()[-1]) > 0
         assert httpx.get(f"{proxy.root}/healthz").json()["status"] == "ok"
 
 
@@ -139,7 +139,7 @@ def test_saturation_gives_429_with_retry_after():
             assert statuses == [200, 429, 429]
             busy = next(r for r in replies if r.status_code == 429)
             assert busy.headers["retry-after"] == "1" and busy.json()["error"]["code"] == "proxy_saturated"
-            assert 'cropper_errors_total{status="429"} 2' in httpx.get(f"{proxy.root}/metrics").text
+            assert 'cropper_errors_total{status="429"} 2.0\n' in httpx.get(f"{proxy.root}/metrics").text
 
 
 def test_many_concurrent_clients_get_well_formed_answers():

@@ -124,6 +124,16 @@ def test_a_malformed_body_gets_a_400_that_names_the_field(reader_app, body, para
     assert error["param"] == param and error["message"].startswith(f"{param}: ")
 
 
+def test_client_errors_are_counted_by_status_in_parseable_metrics(reader_app):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for body, _ in MALFORMED:
+        reader_app.post("/v1/chat/completions", json={"model": "reader", **body})
+    families = {f.name: f for f in text_string_to_metric_families(reader_app.get("/metrics").text)}
+    errors = {s.labels["status"]: s.value for s in families["cropper_errors"].samples if s.name.endswith("_total")}
+    assert errors.get("400", 0) >= len(MALFORMED) and "500" not in errors
+
+
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=4),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
                     max_leaves=8)
@@ -196,7 +206,7 @@ def test_timed_out_requests_keep_their_slot_and_queued_ones_time_out_waiting():
             assert len(upstream.requests) == 1
             assert "no slot came free" in " ".join(r.json()["error"]["message"] for r in replies)
             metrics = httpx.get(f"{proxy.root}/metrics").text
-            assert "cropper_lingering_requests 1" in metrics  # the first one's thread still waits upstream
+            assert "cropper_lingering_requests 1.0\n" in metrics  # the first one's thread still waits upstream
 
 
 # --- 4. one decoder: the proxy and the library see the same pixels ----------------------------------------

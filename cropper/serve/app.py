@@ -30,6 +30,7 @@ from backends.base import BackendError
 
 from .admission import AdmissionError, Gate, PixelBudget, Slot
 from .body_checks import BodyError, check_chat_body
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .remote_images import RemoteImageError, inline_remote_images
 
@@ -154,7 +155,7 @@ class Proxy:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.timeout_s  # the queue's wait counts against the timeout
-        self.metrics.in_flight += 1
+        self.metrics.in_flight.inc()
         slot = None
         try:
             self._check_auth(request)
@@ -177,9 +178,9 @@ class Proxy:
             if slot is not None:
                 slot.finish()
                 if slot.lingering:  # timed out: the slot stays taken until its thread ends
-                    self.metrics.lingering += 1
-                    slot.on_release = self.metrics.lingering_done
-            self.metrics.in_flight -= 1
+                    self.metrics.lingering.inc()
+                    slot.on_release = self.metrics.lingering.dec
+            self.metrics.in_flight.dec()
             self.metrics.latency(time.perf_counter() - started)
         return response
 
@@ -442,7 +443,7 @@ def create_app(config: ServeConfig | None = None):
         return JSONResponse({"status": "ok", "upstream": proxy.kind, "strategy": config.strategy})
 
     async def metrics(request):
-        return PlainTextResponse(proxy.metrics.render(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(proxy.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     app = Starlette(routes=[
         Route("/v1/chat/completions", proxy.completions, methods=["POST"]),
