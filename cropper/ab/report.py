@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
 import io
 import os
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,54 +21,24 @@ from .table import COLUMNS, summary_rows
 
 __all__ = ["write_report", "render_report", "summary_table_html"]
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
-h1{font-size:1.6em} h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.5em 0} th,td{padding:.3em .7em;border-bottom:1px solid #e5e5e5;text-align:right}
-th:first-child,td:first-child{text-align:left} th{background:#f5f5f5}
-figure{display:inline-block;margin:.5em 1em .5em 0} figure img{max-width:100%;border:1px solid #eee}
-.meta{color:#666;font-size:.9em} .card{border:1px solid #ddd;border-radius:6px;padding:.8em;margin:1em 0;display:flex;gap:1em;flex-wrap:wrap}
-.card img{max-width:560px;height:auto} .ok{color:#1a7f37;font-weight:bold} .bad{color:#cf222e;font-weight:bold}
-.swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;margin-right:.3em;vertical-align:middle}
-code{background:#f5f5f5;padding:0 .2em}
-"""
+
+@cache
+def _templates():
+    """The report's jinja2 templates (`cropper/ab/templates/`), HTML-escaping every value put in them."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    return Environment(loader=PackageLoader("cropper.ab", "templates"), autoescape=select_autoescape(["j2"]),
+                       undefined=StrictUndefined, trim_blocks=False)
 
 
 def _data_uri(png_or_jpeg: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(png_or_jpeg).decode('ascii')}"
 
 
-def _figure(title: str, png: bytes) -> str:
-    return (f'<figure><img alt="{html.escape(title)}" src="{_data_uri(png)}">'
-            f"<figcaption>{html.escape(title)}</figcaption></figure>")
-
-
 def summary_table_html(summary: dict[str, Any]) -> str:
     """The per-strategy table as an HTML `<table>` (the report's first table; also the notebook repr)."""
-    head = "".join(f"<th>{html.escape(c[0])}</th>" for c in COLUMNS)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
-        for row in summary_rows(summary["strategies"])
-    )
-    return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _pairs_html(summary: dict[str, Any]) -> str:
-    pairs = [p for p in summary.get("pairs", {}).values() if p.get("n")]
-    if not pairs:
-        return ""
-    rows = "".join(
-        f"<tr><td>{html.escape(p['a'])} &minus; {html.escape(p['b'])}</td><td>{p['n']}</td>"
-        f"<td>{p['accuracy_diff']:+.1%}</td><td>[{p['ci95'][0]:+.1%}, {p['ci95'][1]:+.1%}]</td>"
-        f"<td>{p['a_only']} / {p['b_only']}</td><td>{p['mcnemar_p']:.3g}</td></tr>"
-        for p in pairs
-    )
-    return ("<h2>Is the difference real?</h2><p class=meta>Paired over the items both strategies answered: "
-            "bootstrap 95% interval of the accuracy difference (10,000 resamples of items), and McNemar's exact "
-            "test on the items only one of the two got right.</p>"
-            "<table><thead><tr><th>pair</th><th>n</th><th>accuracy difference</th><th>95% CI</th>"
-            "<th>right only in first / second</th><th>McNemar p</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+    return _templates().get_template("summary_table.html.j2").render(
+        columns=[c[0] for c in COLUMNS], rows=summary_rows(summary["strategies"]))
 
 
 def _gallery_order(rows: Sequence[dict[str, Any]], strategies: Sequence[str]) -> list[tuple[str, list[dict]]]:
@@ -114,63 +84,37 @@ def _thumbnail(item_rows: list[dict[str, Any]], side: int = 560) -> str | None:
     return _data_uri(buffer.getvalue(), "image/jpeg")
 
 
-def _card(item_id: str, item_rows: list[dict[str, Any]]) -> str:
+def _card(item_id: str, item_rows: list[dict[str, Any]]) -> dict[str, Any]:
     first = item_rows[0]
-    question = html.escape(str(first.get("question") or ""))
-    answers = html.escape(" | ".join(first.get("answers") or []))
     lines = []
     for r in item_rows:
-        swatch = f'<span class="swatch" style="background:{colour(r["strategy"])}"></span>'
-        if r.get("error"):
-            verdict, answer = '<span class="bad">error</span>', html.escape(str(r["error"]))
-        else:
-            verdict = '<span class="ok">right</span>' if r.get("correct") else '<span class="bad">wrong</span>'
-            answer = html.escape(str(r.get("answer")))
-        tokens = "-" if r.get("visual_tokens") is None else f"{r['visual_tokens']:,}"
-        lines.append(f"<tr><td>{swatch}{html.escape(r['strategy'])}</td><td style='text-align:left'>{answer}</td>"
-                     f"<td>{verdict}</td><td>{tokens}</td><td>{len(r.get('crops') or [])}</td></tr>")
-    picture = _thumbnail(item_rows)
-    image_html = (f'<img alt="item {html.escape(item_id)} with crops" src="{picture}">' if picture
-                  else "<p class=meta>(image unavailable)</p>")
-    return (f'<div class="card">{image_html}<div><p><b>{html.escape(item_id)}</b>: {question}<br>'
-            f"<span class=meta>expected: {answers}</span></p><table><thead><tr><th>strategy</th><th>answer</th>"
-            f"<th></th><th>visual tokens</th><th>crops</th></tr></thead><tbody>{''.join(lines)}</tbody></table>"
-            "</div></div>")
+        verdict = "error" if r.get("error") else ("right" if r.get("correct") else "wrong")
+        lines.append({"strategy": r["strategy"], "colour": colour(r["strategy"]), "verdict": verdict,
+                      "answer": str(r["error"] if r.get("error") else r.get("answer")),
+                      "tokens": "-" if r.get("visual_tokens") is None else f"{r['visual_tokens']:,}",
+                      "crops": len(r.get("crops") or [])})
+    return {"id": item_id, "question": str(first.get("question") or ""),
+            "answers": " | ".join(first.get("answers") or []), "picture": _thumbnail(item_rows), "lines": lines}
 
 
 def render_report(summary: dict[str, Any], rows: Sequence[dict[str, Any]], gallery: int = 24,
                   title: str = "cropper compare") -> str:
-    """The report page as a string."""
+    """The report page as a string (`templates/report.html.j2`)."""
     strategies = list(summary["strategies"])
-    settings = summary.get("settings") or {}
-    meta = ", ".join(f"{k}: <code>{html.escape(str(v))}</code>" for k, v in settings.items() if v is not None)
-    figures = [_figure("Accuracy vs mean visual tokens per question", accuracy_vs_tokens(summary)),
-               _figure("Latency per question", latency_distribution(rows, strategies))]
+    figures = [("Accuracy vs mean visual tokens per question", accuracy_vs_tokens(summary)),
+               ("Latency per question", latency_distribution(rows, strategies))]
     if summary.get("by_group"):
-        figures.append(_figure(f"Accuracy by {summary['by']}", accuracy_by_group(summary)))
-    cards = [_card(item_id, item_rows) for item_id, item_rows in _gallery_order(rows, strategies)[:max(0, gallery)]]
-    legend = " ".join(f'<span class="swatch" style="background:{colour(s)}"></span>{html.escape(s)}'
-                      for s in strategies if s != "full")
-    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-<p class=meta>{summary['items']} items, model <code>{html.escape(str(summary.get('model')))}</code>, written {when}.<br>{meta}</p>
-<h2>Summary</h2>
-{summary_table_html(summary)}
-<p class=meta>accuracy over the answers without an error; "vs full": visual tokens relative to the plain model on the
-same items; evidence hit: every evidence box at least 90% inside one crop; $ / 1k q from the price table
-({html.escape(str(next((s.get('cost_basis') for s in summary['strategies'].values() if s.get('cost_basis')), '-')))} basis).</p>
-{_pairs_html(summary)}
-<h2>Plots</h2>
-{''.join(figures)}
-<h2>Items</h2>
-<p class=meta>{len(cards)} of {summary['items']} items, failures first. Crops: {legend}; evidence: black and white outline.</p>
-{''.join(cards)}
-</body></html>
-"""
+        figures.append((f"Accuracy by {summary['by']}", accuracy_by_group(summary)))
+    cost_basis = next((s.get("cost_basis") for s in summary["strategies"].values() if s.get("cost_basis")), "-")
+    return _templates().get_template("report.html.j2").render(
+        title=title, items=summary["items"], model=str(summary.get("model")),
+        when=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        settings=[(k, str(v)) for k, v in (summary.get("settings") or {}).items() if v is not None],
+        columns=[c[0] for c in COLUMNS], rows=summary_rows(summary["strategies"]), cost_basis=str(cost_basis),
+        pairs=[p for p in summary.get("pairs", {}).values() if p.get("n")],
+        figures=[{"title": t, "src": _data_uri(png)} for t, png in figures],
+        cards=[_card(item_id, item_rows) for item_id, item_rows in _gallery_order(rows, strategies)[:max(0, gallery)]],
+        legend=[{"name": s, "colour": colour(s)} for s in strategies if s != "full"])
 
 
 def write_report(path: str | os.PathLike, summary: dict[str, Any], rows: Sequence[dict[str, Any]],
