@@ -81,6 +81,13 @@ class SDKBackend:
         where = f", base_url={self.base_url!r}" if self.base_url else ""
         return f"{type(self).__name__}(model={self.model!r}{where})"
 
+    def authorization(self) -> dict[str, str]:
+        """The HTTP header that authenticates to this backend's API (for a proxy forwarding raw requests).
+
+        Never log it: it holds the key.
+        """
+        return {"authorization": f"Bearer {self._api_key}"}
+
     def _client_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"api_key": self._api_key, "timeout": self.timeout, "max_retries": 0}
         if self.base_url:

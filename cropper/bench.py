@@ -121,7 +121,7 @@ def run_bench(policy_dir: str | None = None, repeats: int = 50, image=None) -> d
         "image_size": policy.config.image_size,
         "image": list(image.size),
         "load_s": load_s,
-        "image_half": "onnxruntime" if policy._onnx_image_side.serving else "pytorch",
+        "image_half": policy.image_side_runtime,
         "policy_latency": latency,
         "reader_call_ms": reader_ms,
         "policy_vs_reader": p50_2 / reader_ms if reader_ms else None,

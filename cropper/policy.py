@@ -211,6 +211,11 @@ class CropPolicy(nn.Module):
     # --- tensors ------------------------------------------------------------------------------------------
 
     @property
+    def image_side_runtime(self) -> str:
+        """What computes the image half of the network now: "onnxruntime" (the exported copy) or "pytorch"."""
+        return "onnxruntime" if self._onnx_image_side.serving else "pytorch"
+
+    @property
     def device(self) -> torch.device:
         return self.candidates.device
 

@@ -126,12 +126,12 @@ class ZoomWrapper:
 
     def ask(self, image: Any, question: str, strategy: str | None = None, **options: Any) -> Answer:
         """Answer `question` about `image` (path, bytes, PIL image, array) with the chosen strategy."""
-        backend = self._backend_for_ask()
+        backend = self.backend_for_ask()
         return self.run(backend, load_image(image), question, strategy=strategy, options=options)
 
     async def aask(self, image: Any, question: str, strategy: str | None = None, **options: Any) -> Answer:
         """Async `ask`: the strategy runs in a worker thread; async backends run on this event loop."""
-        backend = self._backend_for_ask()
+        backend = self.backend_for_ask()
         img = load_image(image)
         if hasattr(backend, "agenerate"):
             backend = LoopBridge(backend, asyncio.get_running_loop())
@@ -151,7 +151,8 @@ class ZoomWrapper:
         self.last_answer = answer
         return answer
 
-    def _backend_for_ask(self) -> Backend:
+    def backend_for_ask(self) -> Backend:
+        """The backend `ask` calls: the wrapped one, or for an SDK client one over it for the wrapper's `model`."""
         if self.backend is not None:
             return self.backend
         if not self._model:
@@ -172,7 +173,14 @@ class ZoomWrapper:
                 self._cropper.crop_side = self.config.crop_side
         return self._cropper
 
+    def pin_token_model(self, backend: Backend) -> TokenModel:
+        """Count every strategy's tokens with `backend`'s token model from now on, whatever backend (a proxy,
+        a bridge) a call goes through; returns that model."""
+        self._token_model = self.token_model_for(backend)
+        return self._token_model
+
     def token_model_for(self, backend: Backend) -> TokenModel:
+        """The token model that counts `backend`'s visual tokens (the one given to the wrapper, if any)."""
         if self._token_model is not None:
             return self._token_model
         provider = getattr(backend, "provider", "openai")

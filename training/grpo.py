@@ -19,7 +19,7 @@ import torch
 
 from .examples import Example
 from .rewards import CostWeights, CropCompletion, answer_reward, total_reward
-from .sft import ImageStore, _bar
+from .sft import ImageStore, progress_bar
 
 NO_CROP = -1
 
@@ -108,7 +108,7 @@ def train_grpo(policy, reference, examples: list[Example], images: ImageStore, r
     reference.eval()
     for p in reference.parameters():
         p.requires_grad_(False)
-    bar = _bar(config.steps, "GRPO", progress, initial=start_step)
+    bar = progress_bar(config.steps, "GRPO", progress, initial=start_step)
     for step in range(1, config.steps + 1):
         batch = rng.sample(examples, min(config.batch_size, len(examples)))
         if step <= start_step:

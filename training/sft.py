@@ -129,7 +129,7 @@ def train_sft(policy, examples: list[Example], images: ImageStore, config: SFTCo
         return min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, i / max(1, total))))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    bar = _bar(total, "SFT", progress, initial=start_step)
+    bar = progress_bar(total, "SFT", progress, initial=start_step)
     step = 0
     policy.train()
     for epoch in range(config.epochs):
@@ -155,7 +155,8 @@ def train_sft(policy, examples: list[Example], images: ImageStore, config: SFTCo
     return optimizer
 
 
-def _bar(total: int, desc: str, enabled: bool, initial: int = 0):
+def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0):
+    """A tqdm bar over `total` steps starting at `initial` (a resumed run), off when not `enabled`."""
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, disable=not enabled, initial=min(initial, total), leave=False)

@@ -199,8 +199,8 @@ def compare(
         item_ids = {item.id for item in items}
         wrapper = ZoomWrapper(backend, strategy="low", budget=budget, global_side=global_side, max_rounds=max_rounds,
                               abstain_retries=abstain_retries, **backend_options)
-        target = wrapper._backend_for_ask()
-        wrapper._token_model = wrapper.token_model_for(target)  # count on the real backend, not the proxies
+        target = wrapper.backend_for_ask()
+        wrapper.pin_token_model(target)  # count on the real backend, not the proxies
         local = not hasattr(type(target), "async_client")  # HTTP backends have an async client; local ones not
         workers = concurrency or (1 if local else _API_CONCURRENCY)
 

@@ -245,7 +245,7 @@ class Proxy:
 
         backend = self.default_backend
         base = (backend.base_url or "https://api.openai.com/v1").rstrip("/")
-        headers = {"content-type": "application/json", "authorization": f"Bearer {backend._api_key}"}
+        headers = {"content-type": "application/json", **backend.authorization()}
         client = self.http()
         upstream = client.build_request("POST", f"{base}/chat/completions", content=json.dumps(body), headers=headers)
         try:
