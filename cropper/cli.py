@@ -8,8 +8,11 @@ import os
 import sys
 import time
 
+from backends import SPEC_HELP
+
 from . import __version__
 from .strategies import STRATEGIES
+from .wrapper import CROPPER_SPEC_HELP
 
 #: Commands whose output folder a rerun resumes (results, items or checkpoints written as they go).
 RESUMABLE = {"compare", "synth", "train", "train-tool"}
@@ -25,11 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("image", help="path to the image")
     ask.add_argument("question")
     ask.add_argument("--backend", default="reader",
-                     help="backend spec: reader (default), openai:MODEL, anthropic:MODEL, hf:PATH, "
-                          "openai-compatible:http://HOST:PORT/v1#MODEL")
+                     help=f"the model to ask (default: the offline reader); {SPEC_HELP}")
     ask.add_argument("--strategy", choices=STRATEGIES, default="tool")
     ask.add_argument("--policy", "--cropper", dest="cropper", default=None,
-                     help="cropper for --strategy policy: text-regions (default), policy (the bundled one), policy:DIR, grid, grid:N, awares9")
+                     help=f"cropper for --strategy policy; {CROPPER_SPEC_HELP}")
     ask.add_argument("--budget", type=int, default=None, help="visual-token budget per question")
     ask.add_argument("--global-side", type=int, default=1024, help="long side of the global view in px")
     ask.add_argument("--max-rounds", type=int, default=3, help="zoom rounds for --strategy tool")

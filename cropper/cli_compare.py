@@ -8,14 +8,21 @@ import sys
 
 def add_parser(sub) -> None:
     """Register `compare` on the CLI's subparsers."""
+    from backends import SPEC_HELP
+
+    from .wrapper import CROPPER_SPEC_HELP
+
     p = sub.add_parser("compare", help="A/B strategies on a dataset: accuracy, visual tokens, cost, latency, "
                                        "significance, an HTML report (resumable)")
     p.add_argument("--data", required=True, help="dataset JSONL (id, image, question, answers[, evidence])")
-    p.add_argument("--backend", default="reader", help="the model to compare on (default: the offline reader)")
-    p.add_argument("--strategies", default="low,full,policy,tool", help="comma-separated: low, full, policy, tool")
+    p.add_argument("--backend", default="reader", help=f"the model to compare on (default: the offline reader); {SPEC_HELP}")
+    p.add_argument("--strategies", default="low,full,policy,tool",
+                   help="comma-separated: low, full, policy, tool; policy:CROPPER or LABEL=policy:CROPPER (a policy run "
+                        "with its own cropper, LABEL naming it in the tables); tool:awares or LABEL=tool:awares (the "
+                        "tool strategy with AwaRes's GET_CROPS protocol)")
     p.add_argument("--policy", default=None, help="a trained policy folder for the policy strategy")
     p.add_argument("--cropper", default=None,
-                   help="the policy strategy's cropper instead: text-regions (default), policy, grid, grid:N, awares9")
+                   help=f"the policy strategy's cropper instead of --policy; {CROPPER_SPEC_HELP}")
     p.add_argument("--out", required=True, help="run folder; rerunning into it resumes")
     p.add_argument("--limit", type=int, default=None, help="only the first N items")
     p.add_argument("--budget", type=int, default=None, help="visual-token budget per question")

@@ -7,12 +7,16 @@ import os
 
 def add_parser(sub) -> None:
     """Register `serve` on the CLI's subparsers."""
+    from backends import SPEC_HELP
+
+    from .wrapper import CROPPER_SPEC_HELP
+
     p = sub.add_parser("serve", help="an OpenAI-compatible HTTP proxy that zooms the images in chat requests")
     p.add_argument("--upstream", default="reader",
-                   help="the model behind the proxy: reader, openai:MODEL, openai-compatible:URL#MODEL, anthropic:MODEL, hf:DIR")
+                   help=f"the model behind the proxy; {SPEC_HELP}")
     p.add_argument("--strategy", choices=["policy", "tool", "low", "full"], default="policy")
     p.add_argument("--policy", default=None, help="a trained policy folder for the policy strategy")
-    p.add_argument("--cropper", default=None, help="the policy strategy's cropper instead (text-regions, policy, grid:N)")
+    p.add_argument("--cropper", default=None, help=f"the policy strategy's cropper instead of --policy; {CROPPER_SPEC_HELP}")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--budget", type=int, default=None, help="visual-token budget per request")

@@ -197,6 +197,11 @@ class ZoomWrapper:
 DEFAULT_CROPPER = "text-regions"
 
 
+#: Every cropper spec `make_cropper` takes, as the CLIs' --help list them.
+CROPPER_SPEC_HELP = ("cropper specs: text-regions (default), policy (the bundled CropPolicy), policy:DIR (a saved one), "
+                     "grid (2x2), grid:N, awares9, multiscale, vlm:BACKEND_SPEC (a VLM picks the region)")
+
+
 def make_cropper(spec: Cropper | str | None) -> Cropper:
     """A cropper from a name.
 
