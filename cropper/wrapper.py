@@ -211,7 +211,7 @@ def make_cropper(spec: Cropper | str | None) -> Cropper:
 
     The default stays `text-regions` while the bundled policy is not clearly better on held-out synthetic
     data (answer accuracy with the reader as the target: ahead on one held-out set, behind on another, at
-    1.4-2.1x the visual tokens; the README has the numbers): a default should be the best thing
+    1.4-2.1x the visual tokens; docs/results.md has the numbers): a default should be the best thing
     shipped, not the newest.
     """
     if spec is None:

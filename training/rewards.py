@@ -7,7 +7,7 @@ Reward of one choice = answer score
                       - alpha_use  * [any crop requested]
                       - lam        * (crop visual tokens / full-image visual tokens)
                       - alpha_miss * [the item needed zoom and no crop was requested]
-Defaults (documented in the README): alpha_use=0.05, lam=0.3, alpha_miss=0.1. The answer score is in
+Defaults (documented in docs/training.md): alpha_use=0.05, lam=0.3, alpha_miss=0.1. The answer score is in
 [0, 1], so a correct answer with one tight crop scores about 0.9 and a wrong answer below 0.
 """
 

@@ -31,7 +31,7 @@ STAGES = ("sft", "grpo", "all")
 
 @dataclass
 class ToolTrainConfig:
-    """Settings of `train_tool` (defaults follow AwaRes where it says; README has a GPU recipe)."""
+    """Settings of `train_tool` (defaults follow AwaRes where it says; docs/training.md has a GPU recipe)."""
 
     stage: str = "all"
     crops: str | None = "awares9"  # the named crops offered to `zoom` (None: free boxes only)
