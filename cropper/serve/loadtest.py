@@ -52,12 +52,11 @@ LOST_PAUSE_S = 0.1
 
 
 def _page_data_url() -> str:
-    from PIL import Image, ImageDraw
-
-    from training.scenes import font
+    from PIL import Image, ImageDraw, ImageFont
 
     image = Image.new("RGB", (900, 600), "white")
-    ImageDraw.Draw(image).text((520, 420), "Invoice: K4521", fill="black", font=font(26))
+    # Pillow's bundled scalable font, as the synthetic scenes use (the serve package does not import training).
+    ImageDraw.Draw(image).text((520, 420), "Invoice: K4521", fill="black", font=ImageFont.load_default(size=26))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
