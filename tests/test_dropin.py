@@ -17,9 +17,8 @@ import logging
 import anthropic
 import openai
 import pytest
+from dropin_support import ANTHROPIC_KEY, OPENAI_KEY
 from fake_servers import (
-    FakeAnthropicServer,
-    FakeOpenAIServer,
     images_in_anthropic_request,
     images_in_openai_request,
 )
@@ -29,8 +28,6 @@ from backends.base import BackendError
 from cropper import AWARES9, Answer, GridCropper, ZoomWrapper
 from cropper.tokens import token_model_for
 
-OPENAI_KEY = "sk-dropin-FAKE-KEY-9c4e1a77b3"
-ANTHROPIC_KEY = "sk-ant-dropin-FAKE-KEY-2f8d05e6"
 W, H = 3000, 2000  # the original image; its quadrants are 1500x1000
 QUADRANT = (W // 2, H // 2)
 # A quadrant as each provider processes it, so as the wrapper sends it (same tokens, fewer bytes):
@@ -46,30 +43,7 @@ COLORS = {"top_left": (255, 0, 0), "top_right": (0, 255, 0), "bottom_left": (0, 
 # --- fixtures and helpers ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shared_openai():
-    with FakeOpenAIServer(expected_key=OPENAI_KEY) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def shared_anthropic():
-    with FakeAnthropicServer(expected_key=ANTHROPIC_KEY) as s:
-        yield s
-
-
-@pytest.fixture
-def oai(shared_openai):
-    """The fake OpenAI server, shared by the module and reset for each test."""
-    shared_openai.reset()
-    return shared_openai
-
-
-@pytest.fixture
-def ant(shared_anthropic):
-    """The fake Anthropic server, shared by the module and reset for each test."""
-    shared_anthropic.reset()
-    return shared_anthropic
+# `oai` / `ant`: the fake servers of conftest.py (every body checked against the official schemas).
 
 
 def openai_client(server, cls=openai.OpenAI):
